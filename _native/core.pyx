@@ -1,0 +1,2 @@
+# placeholder
+def hello(): return 1
