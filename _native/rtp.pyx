@@ -1,0 +1,225 @@
+# RTP header parsed as a view over the packet buffer (RFC 3550 section 5.1),
+# with header extensions in the one-byte and two-byte forms (RFC 8285) and
+# the audio level extension (RFC 6464).
+#
+# Nothing here allocates: a parse fills an RtpView struct of offsets and the
+# values the router needs; rewrites happen in place on a copy in a send slot.
+#
+#   0                   1                   2                   3
+#   0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+#  |V=2|P|X|  CC   |M|     PT      |       sequence number         |
+#  |                           timestamp                           |
+#  |           synchronization source (SSRC) identifier            |
+#  |            contributing source (CSRC) identifiers (CC x 32)   |
+#  |  0xBEDE (one-byte) or 0x100x (two-byte) |  length in words    |
+#  |                     extension elements ...                    |
+
+cdef struct RtpView:
+    int hdr_len             # bytes before the payload (fixed + CSRC + extension block)
+    int ext_off             # offset of the first extension element, 0 when there is none
+    int ext_len             # bytes of extension elements
+    uint16_t ext_profile    # 0xBEDE or 0x100x
+    int payload_off
+    int payload_len
+    int pad_len
+    uint8_t pt
+    uint8_t marker
+    uint16_t seq
+    uint32_t ts
+    uint32_t ssrc
+
+
+cdef inline uint16_t rd16(const uint8_t *p) noexcept nogil:
+    return <uint16_t>((<uint16_t>p[0] << 8) | p[1])
+
+
+cdef inline uint32_t rd32(const uint8_t *p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+
+cdef inline void wr16(uint8_t *p, uint16_t v) noexcept nogil:
+    p[0] = <uint8_t>(v >> 8)
+    p[1] = <uint8_t>v
+
+
+cdef inline void wr32(uint8_t *p, uint32_t v) noexcept nogil:
+    p[0] = <uint8_t>(v >> 24)
+    p[1] = <uint8_t>(v >> 16)
+    p[2] = <uint8_t>(v >> 8)
+    p[3] = <uint8_t>v
+
+
+cdef inline int rtp_parse(const uint8_t *p, int n, RtpView *v) noexcept nogil:
+    """Fill ``v`` from the packet; 0 on success, -1 when malformed."""
+    cdef int off, elen, pad = 0
+    if n < 12 or (p[0] >> 6) != 2:
+        return -1
+    off = 12 + 4 * (p[0] & 0x0F)
+    if off > n:
+        return -1
+    v.ext_off = 0
+    v.ext_len = 0
+    v.ext_profile = 0
+    if p[0] & 0x10:
+        if off + 4 > n:
+            return -1
+        v.ext_profile = rd16(p + off)
+        elen = 4 * <int>rd16(p + off + 2)
+        off += 4
+        if off + elen > n:
+            return -1
+        v.ext_off = off
+        v.ext_len = elen
+        off += elen
+    if p[0] & 0x20:
+        pad = p[n - 1]
+        if pad == 0 or off + pad > n:
+            return -1
+    v.hdr_len = off
+    v.payload_off = off
+    v.payload_len = n - off - pad
+    v.pad_len = pad
+    v.marker = p[1] >> 7
+    v.pt = p[1] & 0x7F
+    v.seq = rd16(p + 2)
+    v.ts = rd32(p + 4)
+    v.ssrc = rd32(p + 8)
+    return 0
+
+
+cdef inline int rtp_ext_find(const uint8_t *p, const RtpView *v, int ext_id,
+                             int *out_len) noexcept nogil:
+    """Offset of the data of extension ``ext_id`` (its length in out_len), or -1."""
+    cdef int i, end, eid, ln
+    if v.ext_len == 0 or ext_id <= 0:
+        return -1
+    i = v.ext_off
+    end = v.ext_off + v.ext_len
+    if v.ext_profile == 0xBEDE:
+        while i < end:
+            if p[i] == 0:           # padding byte
+                i += 1
+                continue
+            eid = p[i] >> 4
+            if eid == 15:           # reserved: stop parsing (RFC 8285 4.2)
+                return -1
+            ln = (p[i] & 0x0F) + 1
+            if i + 1 + ln > end:
+                return -1
+            if eid == ext_id:
+                out_len[0] = ln
+                return i + 1
+            i += 1 + ln
+    elif (v.ext_profile & 0xFFF0) == 0x1000:
+        while i < end:
+            if p[i] == 0:
+                i += 1
+                continue
+            if i + 2 > end:
+                return -1
+            eid = p[i]
+            ln = p[i + 1]
+            if i + 2 + ln > end:
+                return -1
+            if eid == ext_id:
+                out_len[0] = ln
+                return i + 2
+            i += 2 + ln
+    return -1
+
+
+cdef inline void rtp_ext_remap(uint8_t *p, const RtpView *v, const uint8_t *idmap) noexcept nogil:
+    """Rewrite extension ids in place: idmap[old] is the new id, 0 removes the
+    element by turning all its bytes into padding (zero bytes are padding in
+    both forms, so the block keeps its length and no byte moves)."""
+    cdef int i, end, eid, ln
+    cdef uint8_t nid
+    if v.ext_len == 0:
+        return
+    i = v.ext_off
+    end = v.ext_off + v.ext_len
+    if v.ext_profile == 0xBEDE:
+        while i < end:
+            if p[i] == 0:
+                i += 1
+                continue
+            eid = p[i] >> 4
+            if eid == 15:
+                return
+            ln = (p[i] & 0x0F) + 1
+            if i + 1 + ln > end:
+                return
+            nid = idmap[eid]
+            if nid == 0:
+                memset(p + i, 0, 1 + ln)
+            elif nid != eid:
+                p[i] = <uint8_t>((nid << 4) | (ln - 1))
+            i += 1 + ln
+    elif (v.ext_profile & 0xFFF0) == 0x1000:
+        while i < end:
+            if p[i] == 0:
+                i += 1
+                continue
+            if i + 2 > end:
+                return
+            eid = p[i]
+            ln = p[i + 1]
+            if i + 2 + ln > end:
+                return
+            nid = idmap[eid]
+            if nid == 0:
+                memset(p + i, 0, 2 + ln)
+            else:
+                p[i] = nid
+            i += 2 + ln
+
+
+def parse_rtp(data):
+    """Parse an RTP header (test and diagnostics hook; the router never calls it).
+
+    Returns a dict; raises ValueError for a malformed header.
+    """
+    cdef const uint8_t[::1] buf = data
+    cdef RtpView v
+    cdef int n = buf.shape[0]
+    cdef int i, end, eid, ln
+    if n == 0 or rtp_parse(&buf[0], n, &v) != 0:
+        raise ValueError("malformed RTP header")
+    cdef const uint8_t *p = &buf[0]
+    exts = {}
+    if v.ext_len:
+        i = v.ext_off
+        end = v.ext_off + v.ext_len
+        if v.ext_profile == 0xBEDE:
+            while i < end:
+                if p[i] == 0:
+                    i += 1
+                    continue
+                eid = p[i] >> 4
+                if eid == 15:
+                    break
+                ln = (p[i] & 0x0F) + 1
+                if i + 1 + ln > end:
+                    raise ValueError("RTP header extension element overruns its block")
+                exts[eid] = bytes(buf[i + 1:i + 1 + ln])
+                i += 1 + ln
+        elif (v.ext_profile & 0xFFF0) == 0x1000:
+            while i < end:
+                if p[i] == 0:
+                    i += 1
+                    continue
+                if i + 2 > end:
+                    raise ValueError("RTP header extension element overruns its block")
+                eid = p[i]
+                ln = p[i + 1]
+                if i + 2 + ln > end:
+                    raise ValueError("RTP header extension element overruns its block")
+                exts[eid] = bytes(buf[i + 2:i + 2 + ln])
+                i += 2 + ln
+    csrcs = [rd32(p + 12 + 4 * k) for k in range(p[0] & 0x0F)]
+    return {
+        "marker": bool(v.marker), "payload_type": v.pt, "sequence_number": v.seq,
+        "timestamp": v.ts, "ssrc": v.ssrc, "csrc": csrcs, "extension_profile": v.ext_profile,
+        "extensions": exts, "payload": bytes(buf[v.payload_off:v.payload_off + v.payload_len]),
+        "padding": v.pad_len,
+    }
