@@ -89,6 +89,9 @@ def parse_rtcp(data):
     cdef int n = buf.shape[0]
     cdef RtcpItem it
     cdef int off = 0, r, i, k, body
+    cdef const uint8_t *q
+    cdef const uint8_t *b
+    cdef int base
     if n == 0:
         raise ValueError("empty RTCP packet")
     cdef const uint8_t *p = &buf[0]

@@ -71,7 +71,6 @@ cdef class SrtpContext:
         policy.key = self._key
         policy.window_size = window_size
         policy.allow_repeat_tx = 1 if outbound else 0
-        policy.next = _ffi.NULL
         session = _ffi.new("srtp_t *")
         err = _lib.srtp_create(session, policy)
         if err != 0:

@@ -1,0 +1,417 @@
+"""The Python face of the media plane: sockets, the event loop, and the router.
+
+``MediaPlane`` owns the UDP socket(s) on the media port, registers the native
+router with the running event loop (``add_reader``: one Python->C call per
+readiness event; asyncio and uvloop both work), installs SRTP keys, and
+exposes the routing tables (sessions, tracks, consumers) with typed errors.
+Everything per packet happens in ``switchboard._native``; this module runs at
+control-plane rate only: session set-up, STUN/DTLS datagrams, RTCP reports once
+a second, counters read in bulk as numpy arrays.
+
+Why the native layer owns the fd instead of a ``DatagramProtocol``: asyncio
+and uvloop hand one ``bytes`` object and one address tuple to Python for every
+datagram, which alone costs more than forwarding the packet in C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from switchboard._native import core as _core
+from switchboard._native.core import (
+    CapacityError,
+    DuplicateError,
+    RouterError,
+    SrtpContext,
+    SrtpError,
+    UnknownIdError,
+)
+
+__all__ = [
+    "CapacityError",
+    "DuplicateError",
+    "MediaConfig",
+    "MediaEvent",
+    "MediaPlane",
+    "RouterError",
+    "SocketInfo",
+    "SrtpError",
+    "UnknownIdError",
+    "KIND_AUDIO",
+    "KIND_VIDEO",
+]
+
+log = logging.getLogger("sfu.media")
+
+KIND_AUDIO: int = _core.KIND_AUDIO_
+KIND_VIDEO: int = _core.KIND_VIDEO_
+
+EVENT_STUN: int = _core.EVENT_STUN
+EVENT_DTLS: int = _core.EVENT_DTLS
+EVENT_BYE: int = _core.EVENT_BYE
+EVENT_SSRC_LEARNED: int = _core.EVENT_SSRC_LEARNED
+EVENT_UNKNOWN_SSRC: int = _core.EVENT_UNKNOWN_SSRC
+
+SESSION_COUNTERS: tuple[str, ...] = _core.SESSION_COUNTERS
+TRACK_COUNTERS: tuple[str, ...] = _core.TRACK_COUNTERS
+CONSUMER_COUNTERS: tuple[str, ...] = _core.CONSUMER_COUNTERS
+GLOBAL_COUNTERS: tuple[str, ...] = _core.GLOBAL_COUNTERS
+
+SRTP_PROFILES: tuple[str, ...] = tuple(_core.SRTP_PROFILES)
+
+_MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """Media plane settings; copied into C integers when the router is built."""
+
+    addresses: tuple[str, ...] = ("0.0.0.0",)
+    """Local IP addresses to open a UDP socket on (IPv4 or IPv6 literals)."""
+    port: int = 8443
+    """UDP port shared by every session (0 picks a free port, for tests)."""
+    socket_buffer_bytes: int = 16 * _MIB
+    """SO_RCVBUF/SO_SNDBUF to ask for; the kernel caps it at net.core.rmem_max/wmem_max."""
+    max_sessions: int = 8192
+    """Most concurrent sessions (peer connections)."""
+    max_tracks: int = 16384
+    """Most concurrent published tracks."""
+    max_consumers: int = 131072
+    """Most concurrent subscriptions (track x subscriber)."""
+    recv_batch: int = 64
+    """Datagrams per recvmmsg call."""
+    send_slots: int = 1024
+    """Queued outgoing datagrams per sendmmsg flush (the kernel caps one call at 1024)."""
+    event_slots: int = 1024
+    """Bounded queue of STUN/DTLS/RTCP events for Python; overflow is counted and dropped."""
+    report_interval: float = 1.0
+    """Seconds between RTCP SR/RR rounds."""
+    pli_interval: float = 1.0
+    """Minimum seconds between PLIs forwarded to one source."""
+    coalesce_us: int = 0
+    """When a read finds only a few packets, wait this long once for more
+    (interrupt moderation; 0 = off). Trades up to this much delay for fewer
+    wake-ups and bigger sendmmsg batches."""
+
+    def __post_init__(self) -> None:
+        if not self.addresses:
+            raise ValueError("MediaConfig.addresses: at least one address is needed")
+        if not (0 <= self.port <= 65535):
+            raise ValueError(f"MediaConfig.port: {self.port} is not in 0-65535")
+        if self.socket_buffer_bytes < 65536:
+            raise ValueError("MediaConfig.socket_buffer_bytes: must be at least 65536")
+        if not (1 <= self.recv_batch <= 1024):
+            raise ValueError("MediaConfig.recv_batch: must be 1-1024")
+        if not (16 <= self.send_slots <= 1024):
+            raise ValueError("MediaConfig.send_slots: must be 16-1024")
+        if self.report_interval <= 0 or self.pli_interval < 0:
+            raise ValueError("MediaConfig.report_interval must be > 0 and pli_interval >= 0")
+        if not (0 <= self.coalesce_us <= 5000):
+            raise ValueError("MediaConfig.coalesce_us: must be 0-5000")
+
+
+@dataclass(frozen=True)
+class SocketInfo:
+    """One media socket as the kernel actually set it up."""
+
+    index: int
+    address: tuple[str, int]
+    rcvbuf: int
+    sndbuf: int
+    rcvbuf_capped: bool
+    sndbuf_capped: bool
+
+
+@dataclass(frozen=True)
+class MediaEvent:
+    """Something the media plane hands to the control plane."""
+
+    kind: int
+    session: int
+    sock: int
+    addr: tuple[str, int] | None
+    data: bytes
+    a: int
+    b: int
+
+
+@dataclass
+class _SessionKeys:
+    inbound: SrtpContext
+    outbound: SrtpContext
+    profile: str
+
+
+def _open_socket(host: str, port: int, bufsize: int) -> tuple[socket.socket, int, int]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for force, plain in ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)):
+            # SO_RCVBUFFORCE/SO_SNDBUFFORCE (33/32) pass the sysctl cap when
+            # we have CAP_NET_ADMIN; otherwise ask normally and report the cap.
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, force, bufsize)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, plain, bufsize)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    # Linux reports twice the value set (bookkeeping overhead).
+    rcv = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+    snd = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
+    return sock, rcv, snd
+
+
+class MediaPlane:
+    """Sockets + native router + event loop glue. See the module docstring.
+
+    Ids returned by ``add_session``, ``publish`` and ``subscribe`` are small
+    integers; they index the counter arrays and are reused after removal.
+    """
+
+    def __init__(self, config: MediaConfig | None = None) -> None:
+        self.config = config or MediaConfig()
+        c = self.config
+        self.router = _core.Router(
+            max_sessions=c.max_sessions,
+            max_tracks=c.max_tracks,
+            max_consumers=c.max_consumers,
+            recv_batch=c.recv_batch,
+            send_slots=c.send_slots,
+            event_slots=c.event_slots,
+        )
+        self.router.pli_interval = c.pli_interval
+        self.router.coalesce_ns = c.coalesce_us * 1000
+        self.router.event_callback = self._drain_events
+        self.sockets: list[socket.socket] = []
+        self.socket_info: list[SocketInfo] = []
+        self._keys: dict[int, _SessionKeys] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._report_handle: asyncio.TimerHandle | None = None
+        self._handlers: list[Callable[[MediaEvent], None]] = []
+        self.python_send_errors = 0
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Open the sockets and start forwarding on the running loop."""
+        if self._loop is not None:
+            raise RouterError("media plane already started")
+        loop = asyncio.get_running_loop()
+        try:
+            for host in self.config.addresses:
+                sock, rcv, snd = _open_socket(host, self.config.port, self.config.socket_buffer_bytes)
+                self.sockets.append(sock)
+                index = self.router.add_socket(sock.fileno())
+                want = self.config.socket_buffer_bytes
+                info = SocketInfo(index, sock.getsockname()[:2], rcv, snd, rcv < want, snd < want)
+                self.socket_info.append(info)
+                if info.rcvbuf_capped or info.sndbuf_capped:
+                    log.warning(
+                        "UDP socket %s: receive buffer %d and send buffer %d bytes, asked for %d; "
+                        "the kernel capped them: raise net.core.rmem_max and net.core.wmem_max "
+                        "(sysctl -w net.core.rmem_max=%d net.core.wmem_max=%d) to avoid drops",
+                        info.address, rcv, snd, want, want, want,
+                    )
+                loop.add_reader(sock.fileno(), self.router.on_readable, index)
+        except BaseException:
+            self._close_sockets(loop)
+            raise
+        self._loop = loop
+        self._report_handle = loop.call_later(self.config.report_interval, self._reports)
+
+    async def stop(self) -> None:
+        if self._loop is None:
+            return
+        if self._report_handle is not None:
+            self._report_handle.cancel()
+        self._close_sockets(self._loop)
+        self._loop = None
+
+    def _close_sockets(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sock in self.sockets:
+            try:
+                loop.remove_reader(sock.fileno())
+            except (ValueError, OSError):
+                pass
+            sock.close()
+        self.sockets.clear()
+
+    def _reports(self) -> None:
+        assert self._loop is not None
+        try:
+            self.router.send_reports()
+        finally:
+            self._report_handle = self._loop.call_later(self.config.report_interval, self._reports)
+
+    # ---------------------------------------------------------------- events
+
+    def add_event_handler(self, handler: Callable[[MediaEvent], None]) -> None:
+        """Receive STUN/DTLS datagrams and RTCP events (control-plane rate)."""
+        self._handlers.append(handler)
+
+    def _drain_events(self) -> None:
+        for raw in self.router.poll_events():
+            event = MediaEvent(*raw)
+            for handler in self._handlers:
+                try:
+                    handler(event)
+                except Exception:  # a handler bug must not stop the media plane
+                    log.exception("media event handler failed on %s", event)
+
+    def send_datagram(self, sock: int, addr: tuple[str, int], data: bytes) -> bool:
+        """Send a control datagram (STUN, DTLS) from the media port."""
+        try:
+            self.sockets[sock].sendto(data, addr)
+            return True
+        except (BlockingIOError, OSError) as exc:
+            self.python_send_errors += 1
+            log.debug("send to %s failed: %s", addr, exc)
+            return False
+
+    # ---------------------------------------------------------------- sessions
+
+    def add_session(self, rtcp_ssrc: int = 1) -> int:
+        return int(self.router.session_new(rtcp_ssrc))
+
+    def bind_session(self, sid: int, sock: int, addr: tuple[str, int]) -> None:
+        """Accept media from ``addr`` (the ICE-nominated 5-tuple) for ``sid``."""
+        self.router.session_bind(sid, sock, addr[0], addr[1])
+
+    def unbind_session(self, sid: int) -> None:
+        self.router.session_unbind(sid)
+
+    def session_address(self, sid: int) -> tuple[int, tuple[str, int]] | None:
+        result = self.router.session_address(sid)
+        return None if result is None else (int(result[0]), tuple(result[1]))  # type: ignore[return-value]
+
+    def set_session_keys(self, sid: int, profile: str, local_key_salt: bytes, remote_key_salt: bytes) -> None:
+        """Install DTLS-SRTP keys: ``local`` protects what we send, ``remote``
+        unprotects what the client sends."""
+        inbound = SrtpContext(profile, remote_key_salt, False)
+        outbound = SrtpContext(profile, local_key_salt, True)
+        self.router.session_set_srtp(sid, inbound, outbound)
+        self._keys[sid] = _SessionKeys(inbound, outbound, profile)
+
+    def set_session_extensions(self, sid: int, *, mid: int = 0, rid: int = 0, audio_level: int = 0) -> None:
+        self.router.session_set_extensions(sid, mid, rid, audio_level)
+
+    def remove_session(self, sid: int) -> None:
+        self.router.session_free(sid)
+        self._keys.pop(sid, None)
+
+    # ---------------------------------------------------------------- tracks
+
+    def publish(
+        self,
+        sid: int,
+        *,
+        kind: int,
+        clock_rate: int,
+        ssrc: int = 0,
+        mid: str = "",
+        rid: str = "",
+        nack_slots: int = 0,
+        nack_upstream: bool = False,
+    ) -> int:
+        return int(
+            self.router.track_new(
+                sid, ssrc, kind, clock_rate, mid=mid.encode(), rid=rid.encode(),
+                nack_slots=nack_slots, nack_upstream=nack_upstream,
+            )
+        )
+
+    def unpublish(self, tid: int) -> None:
+        self.router.track_free(tid)
+
+    def set_track_muted(self, tid: int, muted: bool) -> None:
+        self.router.track_set_muted(tid, muted)
+
+    def request_keyframe(self, tid: int) -> bool:
+        return bool(self.router.request_keyframe(tid))
+
+    def track_info(self, tid: int) -> dict[str, Any]:
+        return dict(self.router.track_info(tid))
+
+    # ---------------------------------------------------------------- consumers
+
+    def subscribe(
+        self,
+        tid: int,
+        sid: int,
+        out_ssrc: int,
+        *,
+        pt_map: dict[int, int] | None = None,
+        ext_map: dict[int, int] | None = None,
+        paused: bool = False,
+    ) -> int:
+        return int(self.router.consumer_new(tid, sid, out_ssrc, pt_map=pt_map, ext_map=ext_map, paused=paused))
+
+    def unsubscribe(self, cid: int) -> None:
+        self.router.consumer_free(cid)
+
+    def set_paused(self, cid: int, paused: bool) -> None:
+        self.router.consumer_set_paused(cid, paused)
+
+    def switch_source(self, cid: int, tid: int) -> None:
+        self.router.consumer_switch(cid, tid)
+
+    def consumer_info(self, cid: int) -> dict[str, Any]:
+        return dict(self.router.consumer_info(cid))
+
+    # ---------------------------------------------------------------- RTCP
+
+    def send_rtcp(self, sid: int, data: bytes) -> None:
+        self.router.send_rtcp(sid, data)
+
+    def send_reports(self) -> int:
+        return int(self.router.send_reports())
+
+    # ---------------------------------------------------------------- counters
+
+    @property
+    def global_counters(self) -> np.ndarray:
+        return self.router.global_counters  # type: ignore[no-any-return]
+
+    @property
+    def session_counters(self) -> np.ndarray:
+        return self.router.session_counters  # type: ignore[no-any-return]
+
+    @property
+    def track_counters(self) -> np.ndarray:
+        return self.router.track_counters  # type: ignore[no-any-return]
+
+    @property
+    def consumer_counters(self) -> np.ndarray:
+        return self.router.consumer_counters  # type: ignore[no-any-return]
+
+    def global_stats(self) -> dict[str, int]:
+        return dict(zip(GLOBAL_COUNTERS, (int(x) for x in self.router.global_counters)))
+
+    def session_stats(self, sid: int) -> dict[str, int]:
+        return dict(zip(SESSION_COUNTERS, (int(x) for x in self.router.session_counters[sid])))
+
+    def track_stats(self, tid: int) -> dict[str, int]:
+        return dict(zip(TRACK_COUNTERS, (int(x) for x in self.router.track_counters[tid])))
+
+    def consumer_stats(self, cid: int) -> dict[str, int]:
+        return dict(zip(CONSUMER_COUNTERS, (int(x) for x in self.router.consumer_counters[cid])))
+
+    def audio_levels(self) -> tuple[np.ndarray, np.ndarray]:
+        """(levels[track, ring], count[track]): the last AUDIO_LEVEL_RING audio
+        levels (RFC 6464 -dBov, 0 loudest .. 127 silence) per track, and how
+        many were ever written; read in bulk for voice activity detection."""
+        return self.router.audio_levels, self.router.audio_level_count
+
