@@ -44,6 +44,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import socket
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
@@ -79,6 +80,7 @@ HEADER_LENGTH = 20
 FINGERPRINT_XOR = 0x5354554E
 
 _MAGIC_BYTES = MAGIC_COOKIE.to_bytes(4, "big")
+_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 _HEADER = struct.Struct("!HHI")
 _ATTR_HEADER = struct.Struct("!HH")
 _U16 = struct.Struct("!H")
@@ -210,16 +212,17 @@ def long_term_key(username: str, realm: str, password: str) -> bytes:
 
 def _host_to_bytes(host: str) -> tuple[int, bytes]:
     """Family code and packed address; IPv4-mapped IPv6 and ``%scope`` suffixes are unwrapped."""
-    text = host.split("%", 1)[0]
     try:
-        ip = ipaddress.ip_address(text)
-    except ValueError as exc:
+        return 1, socket.inet_pton(socket.AF_INET, host)
+    except (OSError, TypeError):
+        pass
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
+    except (OSError, TypeError, AttributeError) as exc:
         raise StunError(f"not an IP address: {host!r}") from exc
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if isinstance(ip, ipaddress.IPv4Address):
-        return 1, ip.packed
-    return 2, ip.packed
+    if packed[:12] == _V4_MAPPED_PREFIX:
+        return 1, packed[12:]
+    return 2, packed
 
 
 def _check_port(port: int) -> None:
