@@ -637,6 +637,9 @@ class TcpFramer:
         self._expect_stun = stun_first
         self._failed = False
 
+    #: Frame one outgoing packet (same as :func:`frame_tcp`).
+    frame = staticmethod(frame_tcp)
+
     @property
     def buffered(self) -> int:
         """Bytes held for a partial frame."""

@@ -384,6 +384,7 @@ def test_tcp_framer_reassembles_split_frames() -> None:
         assert framer.buffered <= framer.max_frame + 2
     assert out == [stun_frame, dtls, rtp]
     assert TcpFramer().feed(stream) == [stun_frame, dtls, rtp]
+    assert TcpFramer.frame(rtp) == struct.pack("!H", len(rtp)) + rtp
 
 
 @pytest.mark.parametrize(
