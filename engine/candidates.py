@@ -677,10 +677,14 @@ async def discover_public_address(
     """Ask a STUN server which public IP our packets come from; None on any failure.
 
     Sends from ``sock`` if given (non-blocking, bound, not read by anyone else meanwhile; it is
-    not closed), else from a new socket bound to ``(local_ip, local_port)`` with SO_REUSEPORT so
-    it can share the media port (falling back to an ephemeral port). Retransmits with RFC 8489
-    backoff (500 ms, doubling) until ``timeout``. Never raises (cancellation excepted): failures
-    are logged, so callers can run it as a background task at startup.
+    not closed), else from a new socket bound to ``(local_ip, local_port)``. Only the IP of the
+    answer is used, so the default ephemeral port is right for the 1:1 NATs of cloud hosts and
+    never competes with the media sockets. A non-zero ``local_port`` is bound with SO_REUSEPORT
+    so it cannot block the media plane from binding it; while a media socket shares the port the
+    kernel may deliver the answer to that socket instead, so only use it before the media plane
+    binds. If the port is taken, an ephemeral port is used. Retransmits with RFC 8489 backoff
+    (500 ms, doubling) until ``timeout``. Never raises (cancellation excepted): failures are
+    logged, so callers can run it as a background task at startup.
     """
     own: socket.socket | None = None
     try:
@@ -769,10 +773,7 @@ async def gather_host_candidates(
         targets = [ip for ip in udp_ips if not ipaddress.ip_address(ip).is_loopback]
         lookup = discover or discover_public_address
         results = await asyncio.gather(
-            *(
-                lookup(config.stun_url, ip, config.ice_port_udp, timeout=stun_timeout)
-                for ip in targets
-            )
+            *(lookup(config.stun_url, ip, 0, timeout=stun_timeout) for ip in targets)
         )
         public = {ip: found for ip, found in zip(targets, results, strict=True) if found}
     return build_candidates(

@@ -529,16 +529,12 @@ async def test_discover_uses_given_socket_and_shared_port(
         assert await discover_public_address(url, sock=sock, timeout=2.0) == "127.0.0.1"
         assert protocol.requests[-1] == sock.getsockname()
         assert sock.fileno() != -1  # not closed
-    # A media socket already on the port with SO_REUSEPORT: discovery shares the port.
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as media:
-        media.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        media.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        media.bind(("127.0.0.1", 0))
-        media_port = media.getsockname()[1]
-        assert (
-            await discover_public_address(url, "127.0.0.1", media_port, timeout=2.0) == "127.0.0.1"
-        )
-        assert protocol.requests[-1] == ("127.0.0.1", media_port)
+    # An explicit free port is used as the source port.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    assert await discover_public_address(url, "127.0.0.1", free_port, timeout=2.0) == "127.0.0.1"
+    assert protocol.requests[-1] == ("127.0.0.1", free_port)
     # A port held without SO_REUSEPORT: fall back to an ephemeral port.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as exclusive:
         exclusive.bind(("127.0.0.1", 0))
@@ -586,8 +582,8 @@ async def test_gather_host_candidates_with_stun() -> None:
     )
     # Loopback is not sent to STUN; IPv6 is filtered out (enable_ipv6 is false).
     assert sorted(calls) == [
-        ("stun:stun.example.com:3478", "10.0.0.1", 9000, 1.5),
-        ("stun:stun.example.com:3478", "10.0.0.2", 9000, 1.5),
+        ("stun:stun.example.com:3478", "10.0.0.1", 0, 1.5),
+        ("stun:stun.example.com:3478", "10.0.0.2", 0, 1.5),
     ]
     assert [(c.transport, c.address, c.local_address) for c in result] == [
         ("udp", "127.0.0.1", "127.0.0.1"),
