@@ -29,6 +29,7 @@ cdef enum EventKind:
     EV_BYE = 3                  # RTCP BYE from a session (a = ssrc)
     EV_SSRC_LEARNED = 4         # a track's SSRC learned from MID/RID (a = track, b = ssrc)
     EV_UNKNOWN_SSRC = 5         # media with an SSRC no track claims (a = ssrc), once per SSRC change
+    EV_STREAM_SEND = 6          # a protected packet for an ICE-TCP session (data), to frame and write
 
 cdef enum:  # GlobalCounter
     G_RECV_CALLS

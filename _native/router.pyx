@@ -62,6 +62,7 @@ cdef struct Session:
     int32_t first_track         # tracks it publishes
     int32_t first_consumer      # consumers it receives through
     uint32_t last_unknown_ssrc
+    uint8_t stream              # ICE-TCP: outgoing packets go to Python (EV_STREAM_SEND)
 
 
 cdef struct Track:
@@ -871,6 +872,13 @@ cdef class Router:
     cdef inline void _commit(self, int32_t sid, int ln) noexcept nogil:
         cdef int i = self.nsend
         cdef Session *s = &self.sessions[sid]
+        if s.stream:
+            # ICE-TCP session: Python frames it onto the TCP connection
+            self._push_event(EV_STREAM_SEND, sid, s.sock, &s.addr, self.sbuf + <size_t>i * SLOT_SIZE,
+                             ln, 0, 0)
+            self.sc[<size_t>sid * SC_COUNT + SC_TX_PACKETS] += 1
+            self.sc[<size_t>sid * SC_COUNT + SC_TX_BYTES] += ln
+            return
         self.siov[i].iov_len = ln
         self.smsgs[i].msg_hdr.msg_name = &s.addr
         self.smsgs[i].msg_hdr.msg_namelen = s.addrlen
@@ -982,8 +990,9 @@ cdef class Router:
         other = idmap_get(&self.addr_map, key)
         if other >= 0 and other != sid:
             raise DuplicateError(f"address {host}:{port} is bound to session {other}")
-        if s.state == SESSION_BOUND:
+        if s.state == SESSION_BOUND and not s.stream:
             idmap_del(&self.addr_map, s.addr_key)
+        s.stream = 0
         if idmap_put(&self.addr_map, key, sid) != 0:
             raise CapacityError("address table full")
         memcpy(&s.addr, &addr, sizeof(sockaddr_storage))
@@ -992,10 +1001,42 @@ cdef class Router:
         s.sock = sock
         s.state = SESSION_BOUND
 
+    def session_bind_stream(self, int sid):
+        """Bind the session to a stream transport (ICE-TCP): media arrives
+        through `inject` and leaves as EV_STREAM_SEND events."""
+        cdef Session *s = self._session(sid)
+        if s.state == SESSION_BOUND and not s.stream:
+            idmap_del(&self.addr_map, s.addr_key)
+        memset(&s.addr, 0, sizeof(sockaddr_storage))
+        s.addr_key = 0
+        s.sock = -1
+        s.stream = 1
+        s.state = SESSION_BOUND
+
+    def inject(self, int sid, data):
+        """Process one media datagram that arrived for `sid` on a stream
+        transport (ICE-TCP), as if it came from the session's 5-tuple."""
+        cdef Session *s = self._session(sid)
+        cdef const uint8_t[::1] buf = data
+        cdef int n = buf.shape[0]
+        if s.state != SESSION_BOUND or not s.stream:
+            raise RouterError(f"session {sid} is not bound to a stream transport")
+        if n < 1 or n > MAX_DATAGRAM or not (128 <= buf[0] <= 191):
+            self.sc[<size_t>sid * SC_COUNT + SC_DROP_MALFORMED] += 1
+            return
+        memcpy(self.scratch, &buf[0], n)
+        with nogil:
+            self._on_media(sid, self.scratch, n, mono_now())
+            self._flush()
+        if self.ecount and self.event_callback is not None:
+            self.event_callback()
+
     def session_unbind(self, int sid):
         cdef Session *s = self._session(sid)
         if s.state == SESSION_BOUND:
-            idmap_del(&self.addr_map, s.addr_key)
+            if not s.stream:
+                idmap_del(&self.addr_map, s.addr_key)
+            s.stream = 0
             s.state = SESSION_NEW
 
     def session_address(self, int sid):
@@ -1003,6 +1044,8 @@ cdef class Router:
         cdef Session *s = self._session(sid)
         if s.state != SESSION_BOUND:
             return None
+        if s.stream:
+            return (-1, None)
         return (s.sock, addr_tuple(&s.addr))
 
     def session_set_srtp(self, int sid, SrtpContext inbound, SrtpContext outbound):
@@ -1032,7 +1075,7 @@ cdef class Router:
             self.track_free(s.first_track)
         while s.first_consumer >= 0:
             self.consumer_free(s.first_consumer)
-        if s.state == SESSION_BOUND:
+        if s.state == SESSION_BOUND and not s.stream:
             idmap_del(&self.addr_map, s.addr_key)
         s.state = SESSION_FREE
         s.srtp_in = NULL

@@ -392,10 +392,8 @@ class Candidate:
         the bare value after ``a=candidate:``. Raises :class:`SdpError` with ``line_no == 0``.
         """
         value = text
-        if value.startswith("a="):
-            value = value[2:]
-        if value.startswith("candidate:"):
-            value = value[len("candidate:") :]
+        value = value.removeprefix("a=")
+        value = value.removeprefix("candidate:")
         try:
             return _parse_candidate(value)
         except _Bad as exc:
@@ -587,8 +585,15 @@ def _parse_candidate(value: str) -> Candidate:
         raise _Bad(f"candidate extension {rest[-1]!r} has no value")
     for i in range(0, len(rest), 2):
         name, val = rest[i], rest[i + 1]
-        if name in ("raddr", "rport", "tcptype", "generation", "ufrag", "network-id",
-                    "network-cost"):
+        if name in (
+            "raddr",
+            "rport",
+            "tcptype",
+            "generation",
+            "ufrag",
+            "network-id",
+            "network-cost",
+        ):
             if name in known:
                 raise _Bad(f"candidate has two '{name}'")
             known[name] = val
@@ -662,7 +667,7 @@ def _parse_simulcast(value: str) -> Simulcast:
         for stream in streams_text.split(";"):
             alternatives = tuple(stream.split(","))
             for alt in alternatives:
-                if _RID_ID.fullmatch(alt[1:] if alt.startswith("~") else alt) is None:
+                if _RID_ID.fullmatch(alt.removeprefix("~")) is None:
                     raise _Bad(f"a=simulcast rid {alt!r} is not valid")
             streams.append(alternatives)
         result[direction] = tuple(streams)
@@ -762,8 +767,12 @@ class _MediaBuilder:
             if any(e.id == ext_id for e in m.extmaps):
                 raise _Bad(f"extension id {ext_id} is used twice in this m-section")
             m.extmaps.append(
-                HeaderExtension(ext_id, words[1], direction if slash else None,
-                                words[2] if len(words) == 3 else None)
+                HeaderExtension(
+                    ext_id,
+                    words[1],
+                    direction if slash else None,
+                    words[2] if len(words) == 3 else None,
+                )
             )
         elif name == "msid":
             words = value.split()
@@ -822,8 +831,14 @@ class _MediaBuilder:
             for pt in self.fmt:
                 codec_name, clock, channels = self.rtpmap.get(pt, ("", 0, None))
                 m.codecs.append(
-                    RtpCodec(pt, codec_name, clock, channels, self.fmtp.get(pt),
-                             tuple(self.feedback.get(pt, ())))
+                    RtpCodec(
+                        pt,
+                        codec_name,
+                        clock,
+                        channels,
+                        self.fmtp.get(pt),
+                        tuple(self.feedback.get(pt, ())),
+                    )
                 )
         for ssrc, attrs in self.ssrcs.items():
             cname = msid = None
@@ -894,8 +909,10 @@ class _SessionParser:
             words = value.split()
             if len(words) != 2:
                 raise _Bad("t= needs '<start> <stop>'")
-            d.timing = (_int(words[0], "start time", 0, 10**20),
-                        _int(words[1], "stop time", 0, 10**20))
+            d.timing = (
+                _int(words[0], "start time", 0, 10**20),
+                _int(words[1], "stop time", 0, 10**20),
+            )
         elif line_type == "c":
             if d.connection is not None:
                 raise _Bad("second session-level c= line")
@@ -1009,7 +1026,9 @@ class _SessionParser:
         for line_no, line, group in self.group_lines:
             for mid in group.mids:
                 if mid not in mids:
-                    raise SdpError(line_no, line, f"group names mid {mid!r}, which no m-section has")
+                    raise SdpError(
+                        line_no, line, f"group names mid {mid!r}, which no m-section has"
+                    )
         return desc
 
 
@@ -1029,7 +1048,7 @@ def parse(text: str | bytes) -> SessionDescription:
     line_no = 0
     first = True
     for line_no, raw in enumerate(text.split("\n"), 1):
-        line = raw[:-1] if raw.endswith("\r") else raw
+        line = raw.removesuffix("\r")
         if not line:
             continue
         try:

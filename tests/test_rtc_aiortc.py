@@ -1,0 +1,150 @@
+"""Whole calls through the RTC server with aiortc peers (real ICE, DTLS,
+SRTP, SCTP; independent implementation) on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from aiortc_client import AiortcClient, ColorBarsTrack, Hub, ToneTrack
+from switchboard.engine.mediaplane import MediaConfig
+from switchboard.engine.transportserver import TransportConfig
+from switchboard.signaling.rtc import MessageType, RtcConfig, RtcServer
+
+pytestmark = pytest.mark.interop
+
+
+async def wait_for(cond, timeout: float = 20.0, step: float = 0.05) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(step)
+
+
+@pytest.fixture
+async def rtc() -> AsyncIterator[tuple[RtcServer, Hub]]:
+    hub = Hub()
+    server = RtcServer(
+        RtcConfig(
+            media=MediaConfig(addresses=("127.0.0.1",), port=0),
+            transport=TransportConfig(tcp_addresses=("127.0.0.1",), tcp_port=0),
+            local_ips=("127.0.0.1",),
+        ),
+        on_message=hub.on_message,
+        on_close=hub.on_close,
+    )
+    await server.start()
+    try:
+        yield server, hub
+    finally:
+        for c in hub.clients.values():
+            await c.close()
+        await server.stop()
+
+
+async def test_three_peers_hear_each_others_tones(rtc: tuple[RtcServer, Hub]) -> None:
+    server, hub = rtc
+    tones = {"alice": 440.0, "bob": 660.0, "carol": 880.0}
+    clients = {}
+    t0 = time.monotonic()
+    for name, freq in tones.items():
+        c = AiortcClient(server, name)
+        hub.clients[name] = c
+        clients[name] = c
+        await c.join(ToneTrack(freq))
+        c.send(MessageType.UNMUTE)
+    await wait_for(lambda: all(c.dc_open.is_set() for c in clients.values()))
+
+    def everyone_hears_two() -> bool:
+        return all(len(c.frequencies()) == 2 for c in clients.values())
+
+    await wait_for(everyone_hears_two, timeout=30)
+    first_audio = time.monotonic() - t0
+    for name, c in clients.items():
+        heard = sorted(round(f) for f in c.frequencies().values())
+        expected = sorted(round(f) for n, f in tones.items() if n != name)
+        assert all(abs(h - e) <= 10 for h, e in zip(heard, expected)), (name, heard, expected)
+    print(f"first forwarded audio decoded by all three peers {first_audio:.2f} s after the first join")
+    # the data channel speaks the legacy text ping too
+    clients["alice"].dc.send("ping")
+    await wait_for(lambda: clients["alice"].pongs >= 1, timeout=5)
+
+
+async def test_mute_stops_forwarding(rtc: tuple[RtcServer, Hub]) -> None:
+    server, hub = rtc
+    a, b = AiortcClient(server, "a"), AiortcClient(server, "b")
+    hub.clients.update(a=a, b=b)
+    await a.join(ToneTrack(500))
+    await b.join(ToneTrack(700))
+    a.send(MessageType.UNMUTE)
+    await wait_for(lambda: len(b.frequencies()) == 1, timeout=30)
+    tid = next(iter(server.sessions["a"].published.values())).layers[""]
+    before = server.plane.track_stats(tid)["forwarded"]
+    a.send(MessageType.MUTE)
+    await asyncio.sleep(0.5)
+    muted_fwd = server.plane.track_stats(tid)["forwarded"]
+    await asyncio.sleep(1.0)
+    assert server.plane.track_stats(tid)["forwarded"] == muted_fwd, "nothing forwarded while muted"
+    assert server.plane.track_stats(tid)["muted_drops"] > 0
+    assert muted_fwd >= before
+    a.send(MessageType.UNMUTE)
+    await wait_for(lambda: server.plane.track_stats(tid)["forwarded"] > muted_fwd + 20, timeout=10)
+
+
+async def test_screen_share_frames_reach_others(rtc: tuple[RtcServer, Hub]) -> None:
+    server, hub = rtc
+    a, b, c = AiortcClient(server, "sa"), AiortcClient(server, "sb"), AiortcClient(server, "sc")
+    hub.clients.update(sa=a, sb=b, sc=c)
+    for cl in (a, b, c):
+        await cl.join()
+    await wait_for(lambda: all(cl.dc_open.is_set() for cl in (a, b, c)))
+    screen = ColorBarsTrack()
+    a.pc.addTrack(screen)
+    # the client announces the screen's msid stream id before offering the track
+    await a.pc.setLocalDescription(await a.pc.createOffer())
+    stream_id = a.pc.localDescription.sdp.split("a=msid:")[1].split()[0]
+    a.send(MessageType.SCREEN_ON, json.dumps({"screenStreamID": stream_id}).encode())
+    a.send(MessageType.SDP, json.dumps({"type": "offer", "sdp": a.pc.localDescription.sdp}).encode())
+    await wait_for(lambda: sum(b.video_frames.values()) > 10 and sum(c.video_frames.values()) > 10, timeout=40)
+    track = next(t for t in server.sessions["sa"].published.values() if t.type == "screen")
+    assert track.codec.lower() == "vp8"
+    # screen off removes it from the others with a server offer
+    a.send(MessageType.SCREEN_OFF)
+    await wait_for(lambda: not any(s.track is track for s in server.sessions["sb"].subscriptions.values()))
+    assert server.sessions["sa"].call.screen_session is None
+
+
+async def test_leave_and_close_events(rtc: tuple[RtcServer, Hub]) -> None:
+    server, hub = rtc
+    a, b = AiortcClient(server, "la"), AiortcClient(server, "lb")
+    hub.clients.update(la=a, lb=b)
+    await a.join(ToneTrack(300))
+    await b.join()
+    a.send(MessageType.UNMUTE)
+    await wait_for(lambda: len(b.frequencies()) == 1, timeout=30)
+    server.close_session("la", "leave")
+    assert ("la", "leave") in hub.closed
+    await wait_for(lambda: not server.sessions["lb"].subscriptions, timeout=10)
+    assert [c.session_id for c in server.get_sessions("default", "call1")] == ["lb"]
+    # a client that closes its peer connection sends DTLS close_notify: the
+    # session ends cleanly and the host hears about it
+    await b.pc.close()
+    await wait_for(lambda: any(s == "lb" for s, _ in hub.closed), timeout=10)
+    assert "DTLS closed" in dict(hub.closed)["lb"]
+    assert server.get_sessions("default", "call1") == []
+    assert not server.groups
+
+
+async def test_signaling_timeout_closes_session(rtc: tuple[RtcServer, Hub]) -> None:
+    server, hub = rtc
+    server.config = type(server.config)(**{**server.config.__dict__, "signaling_timeout": 0.3})
+    c = AiortcClient(server, "silent")
+    hub.clients["silent"] = c
+    server.init_session(c.cfg)
+    await wait_for(lambda: any(s == "silent" for s, _ in hub.closed), timeout=5)
+    assert "signaling timeout" in dict(hub.closed)["silent"]
