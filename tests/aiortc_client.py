@@ -160,6 +160,8 @@ class AiortcClient:
         if msg.type != MessageType.SDP:
             return
         obj = json.loads(msg.data)
+        if self.pc.signalingState == "closed":
+            return
         async with self._lock:
             await self.pc.setRemoteDescription(RTCSessionDescription(obj["sdp"], obj["type"]))
             if obj["type"] == "offer":

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from switchboard.signaling import sdp
 from switchboard.signaling.sdp import (
     Attribute,
@@ -87,7 +86,11 @@ def test_chrome_dc_offer_fields() -> None:
     assert d.msid_semantic.identifiers == ()
     (m,) = d.media
     assert (m.kind, m.port, m.proto, m.formats) == (
-        "application", 9, "UDP/DTLS/SCTP", ["webrtc-datachannel"])
+        "application",
+        9,
+        "UDP/DTLS/SCTP",
+        ["webrtc-datachannel"],
+    )
     assert not m.is_rtp and not m.rejected
     assert (m.mid, m.sctp_port, m.max_message_size) == ("0", 5000, 262144)
     assert (m.ice_ufrag, m.ice_pwd) == ("Xq3l", "2vd7N4nsVWbTBCI3lC93kM6C")
@@ -103,25 +106,37 @@ def test_chrome_av_simulcast_offer_fields() -> None:
     assert [m.mid for m in d.media] == ["0", "1", "2"]
     audio, video = d.media[1], d.media[2]
     opus = audio.codec(111)
-    assert opus == RtpCodec(111, "opus", 48000, 2, "minptime=10;useinbandfec=1",
-                            (RtcpFeedback("transport-cc"),))
+    assert opus == RtpCodec(
+        111, "opus", 48000, 2, "minptime=10;useinbandfec=1", (RtcpFeedback("transport-cc"),)
+    )
     assert opus.fmtp_parameters() == {"minptime": "10", "useinbandfec": "1"}
     assert audio.payload_types == [111, 63, 9, 0, 8, 13, 110, 126]
     assert audio.codec(63) == RtpCodec(63, "red", 48000, 2, "111/111")
     assert audio.direction == "sendrecv" and audio.rtcp_mux and audio.rtcp_rsize
     assert HeaderExtension(1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level") in audio.extmaps
-    assert audio.msids == [Msid("4f1d0c8e-2b7a-4d55-9a61-0c3e5b7f9a12",
-                                "0d6b3e2a-9c41-4a7e-b5f8-63e1d2c0a9b4")]
-    assert audio.ssrcs == [Ssrc(2841350931, "kd8Fq0y1v2LrXh3T",
-                                "4f1d0c8e-2b7a-4d55-9a61-0c3e5b7f9a12 "
-                                "0d6b3e2a-9c41-4a7e-b5f8-63e1d2c0a9b4")]
+    assert audio.msids == [
+        Msid("4f1d0c8e-2b7a-4d55-9a61-0c3e5b7f9a12", "0d6b3e2a-9c41-4a7e-b5f8-63e1d2c0a9b4")
+    ]
+    assert audio.ssrcs == [
+        Ssrc(
+            2841350931,
+            "kd8Fq0y1v2LrXh3T",
+            "4f1d0c8e-2b7a-4d55-9a61-0c3e5b7f9a12 0d6b3e2a-9c41-4a7e-b5f8-63e1d2c0a9b4",
+        )
+    ]
     assert Attribute("rtcp", "9 IN IP4 0.0.0.0") in audio.attributes  # kept, not interpreted
     vp8 = video.codec(96)
     assert vp8 is not None and vp8.name == "VP8" and vp8.clock_rate == 90000
     assert [str(fb) for fb in vp8.rtcp_feedback] == [
-        "goog-remb", "transport-cc", "ccm fir", "nack", "nack pli"]
-    assert video.codec(45) == RtpCodec(45, "AV1", 90000, None, "level-idx=5;profile=0;tier=0",
-                                       vp8.rtcp_feedback)
+        "goog-remb",
+        "transport-cc",
+        "ccm fir",
+        "nack",
+        "nack pli",
+    ]
+    assert video.codec(45) == RtpCodec(
+        45, "AV1", 90000, None, "level-idx=5;profile=0;tier=0", vp8.rtcp_feedback
+    )
     assert video.direction == "sendonly"
     assert video.rids == [Rid("l", "send"), Rid("h", "send")]
     assert video.simulcast == Simulcast(send=(("l",), ("h",)))
@@ -140,11 +155,14 @@ def test_firefox_offer_fields() -> None:
     audio, video, app = d.media
     assert audio.ice_ufrag == "7b3e9c21" and audio.setup == "actpass"
     # fmtp was written before rtpmap: still one codec
-    assert audio.codec(109) == RtpCodec(109, "opus", 48000, 2,
-                                        "maxplaybackrate=48000;stereo=1;useinbandfec=1")
+    assert audio.codec(109) == RtpCodec(
+        109, "opus", 48000, 2, "maxplaybackrate=48000;stereo=1;useinbandfec=1"
+    )
     assert audio.codec(9) == RtpCodec(9, "G722", 8000, 1)
-    assert HeaderExtension(2, "urn:ietf:params:rtp-hdrext:csrc-audio-level",
-                           "recvonly") in audio.extmaps
+    assert (
+        HeaderExtension(2, "urn:ietf:params:rtp-hdrext:csrc-audio-level", "recvonly")
+        in audio.extmaps
+    )
     assert video.port == 0 and video.bundle_only and not video.rejected
     assert app.port == 0 and app.bundle_only and app.direction == "sendrecv"
     assert app.max_message_size == 1073741823
@@ -207,8 +225,11 @@ def test_unknown_attributes_and_lines_are_kept() -> None:
     m = d.media[0]
     assert m.codecs == [RtpCodec(0, "", 0)]  # static payload type without rtpmap
     assert m.bandwidths[0].value == 64
-    assert m.attributes == [Attribute("ptime", "20"), Attribute("rtcp-fb", "* nack"),
-                            Attribute("x-odd")]
+    assert m.attributes == [
+        Attribute("ptime", "20"),
+        Attribute("rtcp-fb", "* nack"),
+        Attribute("x-odd"),
+    ]
     assert sdp.parse(sdp.render(d)) == d
     assert "a=rtcp-fb:* nack" in sdp.render(d)
 
@@ -222,9 +243,20 @@ def test_candidate_parse_full() -> None:
         "rport 61665 generation 0 ufrag Xq3l network-id 1 network-cost 10 x-foo bar"
     )
     assert c == Candidate(
-        "842163049", 1, "udp", 1677729535, "203.0.113.7", 61665, "srflx",
-        related_address="192.168.1.5", related_port=61665, generation=0, ufrag="Xq3l",
-        network_id=1, network_cost=10, extensions=(("x-foo", "bar"),),
+        "842163049",
+        1,
+        "udp",
+        1677729535,
+        "203.0.113.7",
+        61665,
+        "srflx",
+        related_address="192.168.1.5",
+        related_port=61665,
+        generation=0,
+        ufrag="Xq3l",
+        network_id=1,
+        network_cost=10,
+        extensions=(("x-foo", "bar"),),
     )
     assert Candidate.parse(str(c)) == c
     assert Candidate.parse("a=" + str(c)) == c
@@ -266,42 +298,96 @@ HEAD = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
         ("m=audio 70000 UDP/TLS/RTP/SAVPF 111\r\n", 5, "port 70000 is out of range 0..65535"),
         ("m=audio 9 UDP/TLS/RTP/SAVPF opus\r\n", 5, "payload type is not a number"),
         ("m=audio 9 UDP/TLS/RTP/SAVPF 111 111\r\n", 5, "payload type 111 is listed twice"),
-        ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus\r\n", 6,
-         "a=rtpmap encoding must be <name>/<clock rate>[/<channels>]"),
-        ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/x/2\r\n", 6,
-         "clock rate is not a number"),
-        ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:112 opus/48000/2\r\n", 6,
-         "payload type 112 is not listed in the m-line"),
-        ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n"
-         "a=rtpmap:111 opus/48000/2\r\n", 7, "second a=rtpmap for payload type 111"),
-        ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\na=recvonly\r\n", 7,
-         "more than one direction attribute"),
-        ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=setup:client\r\n", 6,
-         "a=setup must be active, passive, actpass or holdconn"),
-        ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=fingerprint:sha-256 XYZ\r\n", 6,
-         "fingerprint is not colon-separated hex"),
-        ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:0 urn:x\r\n", 6,
-         "extension id 0 is out of range 1..4351"),
-        ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:1 urn:x\r\na=extmap:1 urn:y\r\n", 7,
-         "extension id 1 is used twice in this m-section"),
+        (
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus\r\n",
+            6,
+            "a=rtpmap encoding must be <name>/<clock rate>[/<channels>]",
+        ),
+        (
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/x/2\r\n",
+            6,
+            "clock rate is not a number",
+        ),
+        (
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:112 opus/48000/2\r\n",
+            6,
+            "payload type 112 is not listed in the m-line",
+        ),
+        (
+            (
+                "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n"
+                "a=rtpmap:111 opus/48000/2\r\n"
+            ),
+            7,
+            "second a=rtpmap for payload type 111",
+        ),
+        (
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\na=recvonly\r\n",
+            7,
+            "more than one direction attribute",
+        ),
+        (
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=setup:client\r\n",
+            6,
+            "a=setup must be active, passive, actpass or holdconn",
+        ),
+        (
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=fingerprint:sha-256 XYZ\r\n",
+            6,
+            "fingerprint is not colon-separated hex",
+        ),
+        (
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:0 urn:x\r\n",
+            6,
+            "extension id 0 is out of range 1..4351",
+        ),
+        (
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:1 urn:x\r\na=extmap:1 urn:y\r\n",
+            7,
+            "extension id 1 is used twice in this m-section",
+        ),
         ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ssrc:12x cname:a\r\n", 6, "ssrc is not a number"),
-        ("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rid:l both\r\n", 6,
-         "a=rid direction must be send or recv"),
-        ("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=simulcast:sideways l\r\n", 6,
-         "a=simulcast direction 'sideways' is not send or recv"),
-        ("m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=sctp-port:abc\r\n", 6,
-         "sctp port is not a number"),
-        ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nt=0 0\r\n", 6,
-         "session-level t= line inside an m-section"),
+        (
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rid:l both\r\n",
+            6,
+            "a=rid direction must be send or recv",
+        ),
+        (
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=simulcast:sideways l\r\n",
+            6,
+            "a=simulcast direction 'sideways' is not send or recv",
+        ),
+        (
+            "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=sctp-port:abc\r\n",
+            6,
+            "sctp port is not a number",
+        ),
+        (
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nt=0 0\r\n",
+            6,
+            "session-level t= line inside an m-section",
+        ),
         ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nx=1\r\n", 6, "unknown line type 'x'"),
         ("bogus\r\n", 5, "expected '<type>=<value>'"),
         ("c=IN IP4\r\n", 5, "c= needs 3 fields"),
-        ("a=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", 6,
-         "m-section has no a=mid but the session uses BUNDLE"),
-        ("a=group:BUNDLE 0 7\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n", 5,
-         "group names mid '7', which no m-section has"),
-        ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
-         "a=mid:0\r\n", 8, "mid '0' is used twice"),
+        (
+            "a=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n",
+            6,
+            "m-section has no a=mid but the session uses BUNDLE",
+        ),
+        (
+            "a=group:BUNDLE 0 7\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n",
+            5,
+            "group names mid '7', which no m-section has",
+        ),
+        (
+            (
+                "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+                "a=mid:0\r\n"
+            ),
+            8,
+            "mid '0' is used twice",
+        ),
     ],
 )
 def test_errors_name_the_line(body: str, line_no: int, reason: str) -> None:
@@ -317,8 +403,11 @@ def test_errors_name_the_line(body: str, line_no: int, reason: str) -> None:
 
 
 def test_error_message_format() -> None:
-    with pytest.raises(SdpError, match=r"^SDP line 5: port is not a number: 'm=audio x UDP/TLS/"
-                                       r"RTP/SAVPF 0'$"):
+    with pytest.raises(
+        SdpError,
+        match=r"^SDP line 5: port is not a number: 'm=audio x UDP/TLS/"
+        r"RTP/SAVPF 0'$",
+    ):
         sdp.parse(HEAD + "m=audio x UDP/TLS/RTP/SAVPF 0\r\n")
 
 
@@ -327,12 +416,19 @@ def test_error_message_format() -> None:
     [
         ("", "SDP: the description is empty"),
         ("\r\n\r\n", "SDP: the description is empty"),
-        ("o=- 1 1 IN IP4 0.0.0.0\r\n", "SDP line 1: the description must start with 'v=0': "
-                                       "'o=- 1 1 IN IP4 0.0.0.0'"),
+        (
+            "o=- 1 1 IN IP4 0.0.0.0\r\n",
+            ("SDP line 1: the description must start with 'v=0': 'o=- 1 1 IN IP4 0.0.0.0'"),
+        ),
         ("v=0\r\ns=-\r\n", "SDP: the description has no o= line"),
-        ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=audio 9 RTP/AVP 0\r\n",
-         "SDP line 3: m-line before the session's s= line: 'm=audio 9 RTP/AVP 0'"),
-        ("v=0\r\no=- 1 IN IP4 0.0.0.0\r\n", "SDP line 2: o= needs 6 fields: 'o=- 1 IN IP4 0.0.0.0'"),
+        (
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=audio 9 RTP/AVP 0\r\n",
+            "SDP line 3: m-line before the session's s= line: 'm=audio 9 RTP/AVP 0'",
+        ),
+        (
+            "v=0\r\no=- 1 IN IP4 0.0.0.0\r\n",
+            "SDP line 2: o= needs 6 fields: 'o=- 1 IN IP4 0.0.0.0'",
+        ),
         ("v=0\r\nv=0\r\n", "SDP line 2: v= must be the first line: 'v=0'"),
     ],
 )
@@ -377,14 +473,34 @@ def test_arbitrary_bytes_never_crash(data: bytes) -> None:
     _parse_or_error(HEAD.encode() + data)
 
 
-_POOL = sorted({line for name in FIXTURES for line in load(name).split("\r\n") if line} | {
-    "a=rtcp-fb:* nack", "a=simulcast:send l,~m;h recv x", "a=rid:x recv pt=96",
-    "a=ssrc:5 label:foo", "a=ssrc:5 cname", "a=extmap:9/sendonly urn:x attr  more",
-    "a=fmtp:96", "a=fmtp:96\tx=1", "b=AS:30", "i=hello", "k=prompt", "a=x-y", "a=:", "a=",
-    "a=ice-lite", "a=end-of-candidates", "c=IN IP6 ::1", "t=1 2", "z=0 0",
-    "a=candidate:1 1 TCP 5 h.local 9 typ host tcptype active generation 0 weird value",
-    "m=audio 0 UDP/TLS/RTP/SAVPF 0", "m=video 9/2 RTP/AVPF 96 97", "m=text 9 TCP/MSRP *",
-})
+_POOL = sorted(
+    {line for name in FIXTURES for line in load(name).split("\r\n") if line}
+    | {
+        "a=rtcp-fb:* nack",
+        "a=simulcast:send l,~m;h recv x",
+        "a=rid:x recv pt=96",
+        "a=ssrc:5 label:foo",
+        "a=ssrc:5 cname",
+        "a=extmap:9/sendonly urn:x attr  more",
+        "a=fmtp:96",
+        "a=fmtp:96\tx=1",
+        "b=AS:30",
+        "i=hello",
+        "k=prompt",
+        "a=x-y",
+        "a=:",
+        "a=",
+        "a=ice-lite",
+        "a=end-of-candidates",
+        "c=IN IP6 ::1",
+        "t=1 2",
+        "z=0 0",
+        "a=candidate:1 1 TCP 5 h.local 9 typ host tcptype active generation 0 weird value",
+        "m=audio 0 UDP/TLS/RTP/SAVPF 0",
+        "m=video 9/2 RTP/AVPF 96 97",
+        "m=text 9 TCP/MSRP *",
+    }
+)
 
 
 @st.composite
