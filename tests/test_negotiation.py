@@ -1021,7 +1021,7 @@ def _descriptions(draw: st.DrawFn) -> sdp.SessionDescription | None:
 
 
 @given(_descriptions(), _descriptions())
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_negotiation_never_crashes(
     first: sdp.SessionDescription | None, second: sdp.SessionDescription | None
 ) -> None:
