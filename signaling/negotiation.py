@@ -670,7 +670,11 @@ def _render_sections(
         desc.groups.append(Group("BUNDLE", (bundle_tag, *[m for m in accepted if m != bundle_tag])))
     for s in sections:
         if s.rejected:
-            m = MediaDescription(s.kind, port=0, proto=s.proto, connection=Connection(), mid=s.mid)
+            # ICE and DTLS attributes stay on stopped sections: harmless to
+            # browsers, and stricter parsers (aiortc) require them everywhere
+            m = MediaDescription(s.kind, port=0, proto=s.proto, connection=Connection(), mid=s.mid,
+                                 ice_ufrag=ice.ufrag, ice_pwd=ice.pwd,
+                                 fingerprints=list(fingerprints), setup=setup)
             if m.is_rtp:
                 first = s.codecs[0] if s.codecs else RtpCodec(0, "", 0)
                 m.codecs = [
