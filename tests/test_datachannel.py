@@ -38,7 +38,15 @@ from switchboard.engine.datachannel import (
     encode_dcep,
     parse_dcep,
 )
-from switchboard.engine.sctp import Closed, Connected, DataChunk, SctpAssociation, SctpPacket
+from switchboard.engine.sctp import (
+    Closed,
+    Connected,
+    DataChunk,
+    OutgoingResetRequest,
+    ReconfigChunk,
+    SctpAssociation,
+    SctpPacket,
+)
 
 Event = Union[DataChannelEvent, Connected, Closed]
 
@@ -104,6 +112,11 @@ def test_dcep_parser_on_arbitrary_bytes(data: bytes) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def state_of(channel: DataChannel) -> ChannelState:
+    """The channel's state, read through a call (mypy narrows attributes across asserts)."""
+    return channel.state
+
+
 class Side:
     def __init__(self, dtls_is_server: bool, active: bool) -> None:
         self.assoc = SctpAssociation(is_client=active)
@@ -129,6 +142,8 @@ class Link:
         self.now = 0.0
         self.queue: list[tuple[float, int, int, bytes]] = []
         self.seq = itertools.count()
+        # rewrite(src_index, packet) -> the packet to deliver, or None to lose it.
+        self.rewrite: Callable[[int, bytes], bytes | None] | None = None
         for side in self.sides:
             side.assoc.start(0.0)
         self.run_until(lambda: bool(self.client.of(Connected) and self.server.of(Connected)))
@@ -139,6 +154,11 @@ class Link:
             for packet in side.assoc.datagrams_to_send(self.now):
                 if self.rng.random() < self.loss:
                     continue
+                if self.rewrite is not None:
+                    rewritten = self.rewrite(i, packet)
+                    if rewritten is None:
+                        continue
+                    packet = rewritten
                 when = self.now + 0.02 + self.rng.uniform(0, self.jitter)
                 heapq.heappush(self.queue, (when, next(self.seq), 1 - i, packet))
             side.events.extend(side.manager.events(self.now))
@@ -183,7 +203,7 @@ def test_channels_open_both_ways_with_dcep_and_id_parity() -> None:
     assert remote["from-server"] is sdc
     theirs = next(e.channel for e in c.of(ChannelOpened) if e.channel.label == "from-server")
     assert theirs.stream_id == 1 and theirs.max_packet_lifetime == 1500
-    assert dc.state is ChannelState.OPEN and sdc.state is ChannelState.OPEN
+    assert state_of(dc) is ChannelState.OPEN and state_of(sdc) is ChannelState.OPEN
     assert s.manager.open_channel("next", now=link.now).stream_id == 3
 
 
@@ -196,7 +216,7 @@ def test_text_binary_and_empty_messages_both_ways_over_a_lossy_link() -> None:
     link.run_until(lambda: bool(s.of(ChannelOpened)))
     server_dc = s.of(ChannelOpened)[0].channel
     big = random.Random(1).randbytes(100 * 1024)
-    sent = ["ping", b"\x00\x01\x02", "", b"", "héllo ✓", big]
+    sent: list[bytes | str] = ["ping", b"\x00\x01\x02", "", b"", "héllo ✓", big]
     for item in sent:
         c.manager.send(dc, item, link.now)
         s.manager.send(server_dc, item, link.now)
@@ -234,6 +254,36 @@ def test_close_by_either_side_resets_the_stream_and_frees_the_id() -> None:
     link.run_until(lambda: len(s.of(ChannelOpened)) == 3 and reuse.state is ChannelState.OPEN)
     c.manager.send(reuse, "works", link.now)
     link.run_until(lambda: s.messages()[-1:] == ["works"])
+
+
+def test_a_closing_channel_waits_for_the_peers_reset() -> None:
+    link = Link()
+    c, s = link.client, link.server
+    dc = c.manager.open_channel("calls-dc", now=link.now)
+    link.run_until(lambda: dc.state is ChannelState.OPEN)
+
+    def strip_server_reset_requests(src: int, packet: bytes) -> bytes | None:
+        parsed = SctpPacket.parse(packet)
+        kept = tuple(
+            chunk for chunk in parsed.chunks
+            if not (src == 1 and isinstance(chunk, ReconfigChunk)
+                    and any(isinstance(p, OutgoingResetRequest) for p in chunk.params))
+        )
+        if not kept:
+            return None
+        return SctpPacket(parsed.source_port, parsed.destination_port,
+                          parsed.verification_tag, kept).serialize()
+
+    link.rewrite = strip_server_reset_requests
+    c.manager.close_channel(dc, link.now)
+    # Our reset is acknowledged, but the peer's own reset never arrives.
+    link.run_until(lambda: s.of(ChannelClosed) == [] and c.assoc._reconfig_request is None
+                   and bool(s.assoc._reconfig_request))
+    link.run_until(lambda: link.now > 0.5)
+    assert dc.state is ChannelState.CLOSING and not c.of(ChannelClosed)
+    link.rewrite = None  # the server's retransmitted request gets through
+    link.run_until(lambda: bool(c.of(ChannelClosed) and s.of(ChannelClosed)))
+    assert state_of(dc) is ChannelState.CLOSED
 
 
 def test_garbage_is_counted_not_raised() -> None:

@@ -561,7 +561,7 @@ def test_handshake_passive_server_keeps_no_state_before_cookie_echo() -> None:
     assert chunk_types([echo]) == [["CookieEchoChunk"]]
     server.receive(echo, 0.03)
     assert server.events() == [Connected(outbound_streams=65535, inbound_streams=65535)]
-    assert server.state is AssociationState.ESTABLISHED
+    assert server.state.value == "established"
     (cookie_ack,) = server.datagrams_to_send(0.03)
     client.receive(cookie_ack, 0.04)
     assert client.events() == [Connected(outbound_streams=65535, inbound_streams=65535)]
@@ -582,7 +582,8 @@ def test_init_collision_both_sides_active() -> None:
     assert net.data(1) == [StreamData(0, 51, b"hi")]
     assert net.data(0) == [StreamData(0, 51, b"yo")]
     net.run_for(1.0)
-    assert a.next_timer() is not None and a.next_timer() > net.now + 10  # only heartbeat left
+    deadline = a.next_timer()
+    assert deadline is not None and deadline > net.now + 10  # only the heartbeat is left
     assert a.stats.retransmissions == b.stats.retransmissions == 0
 
 
@@ -900,6 +901,35 @@ def test_fast_retransmit_before_t3() -> None:
     assert client.stats.fast_retransmits == 1
     assert client.stats.t3_expirations == 0
     assert [e.data[0] for e in net.data(1)] == list(range(6))
+
+
+def test_congestion_window_grows_in_slow_start_and_shrinks_on_loss() -> None:
+    client, server, net = connected_pair()
+    assert client.cwnd == 10 * 1188
+    client.send(0, 53, bytes(200 * 1024), now=net.now)
+    net.run_until(lambda: bool(net.data(1)))
+    grown = client.cwnd
+    assert grown >= 20 * 1188  # slow start: +1 MTU per full-window SACK
+    # A fast retransmit halves the window (never below 4 MTUs)...
+    dropped: list[bytes] = []
+
+    def drop_first_data(src: int, packet: bytes) -> bool:
+        if src == 0 and not dropped and isinstance(parse(packet).chunks[-1], DataChunk):
+            dropped.append(packet)
+            return True
+        return False
+
+    net.drop = drop_first_data
+    for _ in range(8):
+        client.send(0, 53, bytes(1100), now=net.now)
+    net.run_until(lambda: client.stats.fast_retransmits == 1)
+    assert client.cwnd == max(grown // 2, 4 * 1188)
+    # ...and a T3 timeout collapses it to one packet.
+    net.run_until(lambda: len(net.data(1)) == 9)
+    net.drop = lambda src, packet: src == 0 and isinstance(parse(packet).chunks[-1], DataChunk)
+    client.send(0, 53, b"x", now=net.now)
+    net.run_until(lambda: client.stats.t3_expirations == 1)
+    assert client.cwnd == 1188
 
 
 def test_t3_retransmission_backs_off_and_then_recovers() -> None:
