@@ -51,6 +51,13 @@ GLOBAL_COUNTERS = (
     "drop_send_error", "events",
 )
 
+# Forwarding latency: time from the recvmmsg that read a media packet to the
+# sendmmsg that sent its copies (user-space time in the SFU), counted per
+# source packet, by track kind, in these buckets (seconds, upper bounds).
+LATENCY_BUCKETS = (10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3)
+cdef enum:
+    N_LATENCY = 12              # len(LATENCY_BUCKETS) + the +Inf bucket
+
 cdef enum:  # SessionCounter
     SC_RX_PACKETS
     SC_RX_BYTES

@@ -251,6 +251,12 @@ cdef class Router:
     cdef readonly object consumer_counters
     cdef readonly object audio_levels
     cdef readonly object audio_level_count
+    cdef readonly object latency_counts
+    cdef readonly object latency_sums
+    cdef uint64_t *lat
+    cdef double *lat_sum
+    cdef double lat_bounds[N_LATENCY]
+    cdef uint64_t batch_fwd[2]
     cdef uint64_t *gc
     cdef uint64_t *sc
     cdef uint64_t *tc
@@ -333,6 +339,15 @@ cdef class Router:
         self.consumer_counters = _np.zeros((max_consumers, CC_COUNT), dtype=_np.uint64)
         self.audio_levels = _np.zeros((max_tracks, LEVEL_RING), dtype=_np.uint8)
         self.audio_level_count = _np.zeros(max_tracks, dtype=_np.uint64)
+        self.latency_counts = _np.zeros((2, N_LATENCY), dtype=_np.uint64)
+        self.latency_sums = _np.zeros(2, dtype=_np.float64)
+        cdef uint64_t[:, ::1] lt = self.latency_counts
+        cdef double[::1] ls = self.latency_sums
+        self.lat = &lt[0, 0]
+        self.lat_sum = &ls[0]
+        for i in range(N_LATENCY - 1):
+            self.lat_bounds[i] = LATENCY_BUCKETS[i]
+        self.lat_bounds[N_LATENCY - 1] = 1e300
         cdef uint64_t[::1] g = self.global_counters
         cdef uint64_t[:, ::1] s = self.session_counters
         cdef uint64_t[:, ::1] t = self.track_counters
@@ -419,6 +434,9 @@ cdef class Router:
             for i in range(n):
                 self._on_datagram(sock, self.rbuf + <size_t>i * SLOT_SIZE, self.rmsgs[i].msg_len,
                                   self.rmsgs[i].msg_hdr.msg_flags, &self.raddr[i], now)
+            if self.batch_fwd[0] or self.batch_fwd[1]:
+                self._flush()
+                self._account_latency(mono_now() - now)
             total += n
             rounds += 1
             if n < self.recv_batch:
@@ -434,6 +452,16 @@ cdef class Router:
                 break
         self._flush()
         return total
+
+    cdef inline void _account_latency(self, double dt) noexcept nogil:
+        cdef int b = 0, k
+        while dt > self.lat_bounds[b]:
+            b += 1
+        for k in range(2):
+            if self.batch_fwd[k]:
+                self.lat[k * N_LATENCY + b] += self.batch_fwd[k]
+                self.lat_sum[k] += dt * self.batch_fwd[k]
+                self.batch_fwd[k] = 0
 
     # ------------------------------------------------------------ demux
 
@@ -547,6 +575,8 @@ cdef class Router:
         if t.muted:
             tcnt[TC_MUTED_DROPS] += 1
             return
+        if t.first_consumer >= 0:
+            self.batch_fwd[t.kind] += 1
         self._fanout(t, tcnt, p, n, &v, now)
 
     cdef int32_t _learn_ssrc(self, int32_t sid, Session *s, const uint8_t *p, const RtpView *v) noexcept nogil:
@@ -1025,9 +1055,12 @@ cdef class Router:
             self.sc[<size_t>sid * SC_COUNT + SC_DROP_MALFORMED] += 1
             return
         memcpy(self.scratch, &buf[0], n)
+        cdef double t0
         with nogil:
-            self._on_media(sid, self.scratch, n, mono_now())
+            t0 = mono_now()
+            self._on_media(sid, self.scratch, n, t0)
             self._flush()
+            self._account_latency(mono_now() - t0)
         if self.ecount and self.event_callback is not None:
             self.event_callback()
 

@@ -84,6 +84,10 @@ async def test_calls_fan_out_exactly_once_and_decryptable(plane: MediaPlane) -> 
                 assert [p[12:] for p in got] == [p[12:] for p in sent[src]]
     stats = plane.global_stats()
     assert stats["drop_unknown_source"] == 0
+    # every forwarded source packet is in the audio latency histogram once
+    assert int(plane.router.latency_counts[0].sum()) == 2 * 2 * 40
+    assert int(plane.router.latency_counts[1].sum()) == 0
+    assert 0 < plane.router.latency_sums[0] / 160 < 0.05
     for peers, _, _ in calls:
         for peer in peers:
             s = plane.session_stats(peer.sid)
