@@ -262,20 +262,18 @@ class RtcServer:
     # ---------------------------------------------------------------- sessions
 
     def init_session(self, cfg: SessionConfig) -> RtcSession:
-        if self.draining:
-            raise DrainingError("the server is draining and accepts no new sessions")
         if cfg.session_id in self.sessions:
             raise SessionExistsError("user session already exists")
         calls = self.groups.setdefault(cfg.group_id, {})
         call = calls.get(cfg.call_id)
         if call is None:
             if self.draining:
+                if not calls:
+                    self.groups.pop(cfg.group_id, None)
                 raise DrainingError("the server is draining and accepts no new calls")
             call = calls[cfg.call_id] = Call(cfg.group_id, cfg.call_id)
         limit = self.config.max_participants
         if limit and len(call.sessions) >= limit:
-            if not call.sessions:
-                del calls[cfg.call_id]
             raise CallFullError(f"call {cfg.call_id} is full ({limit} participants)")
         session = RtcSession(self, cfg, call)
         call.sessions[cfg.session_id] = session
