@@ -681,6 +681,7 @@ def _render_sections(
                     RtpCodec(first.payload_type, first.name, first.clock_rate, first.channels)
                 ]
                 m.direction = "inactive"
+                m.rtcp_mux = True
             else:
                 m.formats = list(s.formats[:1]) or ["webrtc-datachannel"]
             desc.media.append(m)
