@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from switchboard._native.core import parse_rtp
 
 MALFORMED = "malformed RTP header"
@@ -45,7 +44,7 @@ def ref_extensions(profile: int, block: bytes) -> dict[int, bytes]:
                 break
             if i + 1 + length > len(block):
                 raise ValueError(OVERRUN)
-            out[ext_id] = block[i + 1:i + 1 + length]
+            out[ext_id] = block[i + 1 : i + 1 + length]
             i += 1 + length
     elif profile >> 4 == 0x100:
         while i < len(block):
@@ -54,7 +53,7 @@ def ref_extensions(profile: int, block: bytes) -> dict[int, bytes]:
                 continue
             if i + 2 > len(block) or i + 2 + block[i + 1] > len(block):
                 raise ValueError(OVERRUN)
-            out[block[i]] = block[i + 2:i + 2 + block[i + 1]]
+            out[block[i]] = block[i + 2 : i + 2 + block[i + 1]]
             i += 2 + block[i + 1]
     return out
 
@@ -78,7 +77,7 @@ def ref_parse_rtp(data: bytes) -> dict[str, Any]:
         off += 4
         if off + 4 * words > n:
             raise ValueError(MALFORMED)
-        block = data[off:off + 4 * words]
+        block = data[off : off + 4 * words]
         off += 4 * words
     pad = 0
     if b0 & 0x20:
@@ -86,9 +85,16 @@ def ref_parse_rtp(data: bytes) -> dict[str, Any]:
         if pad == 0 or off + pad > n:
             raise ValueError(MALFORMED)
     return {
-        "marker": bool(b1 & 0x80), "payload_type": b1 & 0x7F, "sequence_number": seq,
-        "timestamp": ts, "ssrc": ssrc, "csrc": csrcs, "extension_profile": profile,
-        "extensions": ref_extensions(profile, block), "payload": data[off:n - pad], "padding": pad,
+        "marker": bool(b1 & 0x80),
+        "payload_type": b1 & 0x7F,
+        "sequence_number": seq,
+        "timestamp": ts,
+        "ssrc": ssrc,
+        "csrc": csrcs,
+        "extension_profile": profile,
+        "extensions": ref_extensions(profile, block),
+        "payload": data[off : n - pad],
+        "padding": pad,
     }
 
 
@@ -117,11 +123,14 @@ def extension_blocks(draw: st.DrawFn) -> tuple[int, bytes, dict[int, bytes]]:
     one = kind == "one"
     ids = st.integers(1, 14) if one else st.integers(1, 255)
     elements = draw(
-        st.lists(st.tuples(ids, st.binary(min_size=1 if one else 0, max_size=16 if one else 40)),
-                 unique_by=lambda e: e[0], max_size=6)
+        st.lists(
+            st.tuples(ids, st.binary(min_size=1 if one else 0, max_size=16 if one else 40)),
+            unique_by=lambda e: e[0],
+            max_size=6,
+        )
     )
     for ext_id, data in elements:
-        body += bytes(draw(st.integers(0, 3)))              # padding between elements
+        body += bytes(draw(st.integers(0, 3)))  # padding between elements
         body += bytes([(ext_id << 4) | (len(data) - 1)] if one else [ext_id, len(data)]) + data
         expected[ext_id] = data
     if one and draw(st.booleans()):
@@ -152,9 +161,16 @@ def rtp_packets(draw: st.DrawFn) -> tuple[bytes, dict[str, Any]]:
     if padding:
         data += draw(st.binary(min_size=padding - 1, max_size=padding - 1)) + bytes([padding])
     expected = {
-        "marker": marker, "payload_type": pt, "sequence_number": seq, "timestamp": ts, "ssrc": ssrc,
-        "csrc": csrcs, "extension_profile": ext[0] if ext else 0, "extensions": ext[2] if ext else {},
-        "payload": payload, "padding": padding,
+        "marker": marker,
+        "payload_type": pt,
+        "sequence_number": seq,
+        "timestamp": ts,
+        "ssrc": ssrc,
+        "csrc": csrcs,
+        "extension_profile": ext[0] if ext else 0,
+        "extensions": ext[2] if ext else {},
+        "payload": payload,
+        "padding": padding,
     }
     return data, expected
 
@@ -177,7 +193,7 @@ def mutated_packets(draw: st.DrawFn) -> bytes:
         if op == "set" and data:
             data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
         elif op == "truncate":
-            del data[draw(st.integers(0, len(data))):]
+            del data[draw(st.integers(0, len(data))) :]
         elif op == "extend":
             data += draw(st.binary(max_size=8))
         elif op == "flags" and data:
@@ -227,12 +243,17 @@ def with_b0(b0: int, rest: bytes = b"") -> bytes:
         pytest.param(with_b0(0x8F, bytes(56)), id="CC=15 overruns by 4"),
         pytest.param(with_b0(0x81), id="CC=1, no CSRC"),
         pytest.param(with_b0(0x90, b"\xbe\xde"), id="extension header cut"),
-        pytest.param(with_b0(0x90, b"\xbe\xde\x00\x02" + bytes(7)), id="extension length overruns by 1"),
+        pytest.param(
+            with_b0(0x90, b"\xbe\xde\x00\x02" + bytes(7)), id="extension length overruns by 1"
+        ),
         pytest.param(with_b0(0x90, b"\xbe\xde\xff\xff" + bytes(100)), id="extension length 65535"),
         pytest.param(with_b0(0xA0, b"abc\x00"), id="padding count 0"),
         pytest.param(with_b0(0xA0, b"abc\x05"), id="padding larger than payload"),
         pytest.param(with_b0(0xA0), id="padding bit, no payload: count is the SSRC's last byte"),
-        pytest.param(with_b0(0xB0, b"\xbe\xde\x00\x01\x10\xaa\x00\x00" + b"\x06"), id="padding eats extension"),
+        pytest.param(
+            with_b0(0xB0, b"\xbe\xde\x00\x01\x10\xaa\x00\x00" + b"\x06"),
+            id="padding eats extension",
+        ),
     ],
 )
 def test_malformed_headers(data: bytes) -> None:
@@ -272,7 +293,9 @@ def test_id_15_stops_parsing_even_before_garbage() -> None:
 
 
 def test_one_byte_element_overrunning_its_block() -> None:
-    data = with_b0(0x90, b"\xbe\xde\x00\x01\x10\xaa\x23\xbb" + b"after")  # id 2 wants 3 bytes, 1 left
+    data = with_b0(
+        0x90, b"\xbe\xde\x00\x01\x10\xaa\x23\xbb" + b"after"
+    )  # id 2 wants 3 bytes, 1 left
     with pytest.raises(ValueError, match=f"^{OVERRUN}$"):
         parse_rtp(data)
     assert outcome(ref_parse_rtp, data) == ("ValueError", OVERRUN)
@@ -306,7 +329,14 @@ def test_unknown_extension_profile_is_skipped_whole() -> None:
 def test_fields_at_their_limits() -> None:
     data = struct.pack("!BBHII", 0x80, 0xFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF) + b"x"
     assert parse_rtp(data) == {
-        "marker": True, "payload_type": 127, "sequence_number": 65535, "timestamp": 0xFFFFFFFF,
-        "ssrc": 0xFFFFFFFF, "csrc": [], "extension_profile": 0, "extensions": {}, "payload": b"x",
+        "marker": True,
+        "payload_type": 127,
+        "sequence_number": 65535,
+        "timestamp": 0xFFFFFFFF,
+        "ssrc": 0xFFFFFFFF,
+        "csrc": [],
+        "extension_profile": 0,
+        "extensions": {},
+        "payload": b"x",
         "padding": 0,
     }

@@ -34,7 +34,6 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from switchboard._native.core import SrtpContext, SrtpError
 
 CM80 = "AES_CM_128_HMAC_SHA1_80"
@@ -155,7 +154,8 @@ def test_rfc3711_b2_aes_cm_keystream() -> None:
     assert iv == h("F0F1F2F3F4F5F6F7F8F9FAFBFCFD0000")
     stream = aes_ctr(key, iv, bytes(48))
     assert stream == h(
-        "E03EAD0935C95E80E166B16DD92B4EB4 D23513162B02D0F72A43A2FE4A5F97AB 41E95B3BB0A2E8DD477901E4FCA894C0"
+        "E03EAD0935C95E80E166B16DD92B4EB4 D23513162B02D0F72A43A2FE4A5F97AB"
+        "41E95B3BB0A2E8DD477901E4FCA894C0"
     )
 
 
@@ -265,8 +265,16 @@ def test_libsrtp_cm_key_is_rfc3711_b3_master() -> None:
 
 
 def build_rtp(
-    *, seq: int, ssrc: int, ts: int = 0x01020304, pt: int = 96, marker: bool = False,
-    csrcs: tuple[int, ...] = (), ext: bytes | None = None, payload: bytes = b"", padding: int = 0,
+    *,
+    seq: int,
+    ssrc: int,
+    ts: int = 0x01020304,
+    pt: int = 96,
+    marker: bool = False,
+    csrcs: tuple[int, ...] = (),
+    ext: bytes | None = None,
+    payload: bytes = b"",
+    padding: int = 0,
 ) -> bytes:
     """ext: the extension block's words after the 0xBEDE/length word."""
     b0 = 0x80 | len(csrcs) | (0x10 if ext is not None else 0) | (0x20 if padding else 0)
@@ -286,7 +294,8 @@ rtp_shapes = st.fixed_dictionaries(
         "pt": st.integers(0, 127).filter(lambda pt: not 64 <= pt <= 95),
         "marker": st.booleans(),
         "csrcs": st.lists(st.integers(0, 0xFFFFFFFF), max_size=15).map(tuple),
-        "ext": st.none() | st.integers(0, 8).flatmap(lambda n: st.binary(min_size=4 * n, max_size=4 * n)),
+        "ext": st.none()
+        | st.integers(0, 8).flatmap(lambda n: st.binary(min_size=4 * n, max_size=4 * n)),
         "payload": st.binary(max_size=300),
         "padding": st.integers(0, 40),
     }
@@ -316,7 +325,7 @@ def test_protect_matches_independent_implementation(
         assert wire == ref.protect_rtp(plain, roc=index >> 16)
         assert rx.unprotect(wire) == plain
     for n in range(3):
-        rtcp = struct.pack("!BBHI", 0x80, 201, 1 + n, shape["ssrc"]) + bytes(range(4 * n))  # type: ignore[arg-type]
+        rtcp = struct.pack("!BBHI", 0x80, 201, 1 + n, shape["ssrc"]) + bytes(range(4 * n))
         rtcp = rtcp[:2] + struct.pack("!H", len(rtcp) // 4 - 1) + rtcp[4:]
         wire = tx.protect(rtcp, rtcp=True)
         assert wire == ref.protect_rtcp(rtcp)
@@ -331,7 +340,11 @@ def test_roc_rollover_sequential_and_many_wraps(profile: str) -> None:
     key = os.urandom(sum(KEY_SALT_LEN[profile]))
     tx, rx = SrtpContext(profile, key, True), SrtpContext(profile, key, False)
     peer_rx = pylibsrtp.Session(
-        pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=PYLIBSRTP_PROFILE[profile])
+        pylibsrtp.Policy(
+            key=key,
+            ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
+            srtp_profile=PYLIBSRTP_PROFILE[profile],
+        )
     )
     ref = Ref.from_master(profile, key)
     indexes = list(range(65500, 65536 + 101)) + [65636 + 30000 * k for k in range(1, 24)]
@@ -350,8 +363,12 @@ def test_roc_rollover_sequential_and_many_wraps(profile: str) -> None:
 
 def pylibsrtp_pair(profile: str, key: bytes) -> tuple[pylibsrtp.Session, pylibsrtp.Session]:
     number = PYLIBSRTP_PROFILE[profile]
-    out = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND, srtp_profile=number))
-    inb = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=number))
+    out = pylibsrtp.Session(
+        pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND, srtp_profile=number)
+    )
+    inb = pylibsrtp.Session(
+        pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=number)
+    )
     return out, inb
 
 
@@ -365,7 +382,13 @@ def test_pylibsrtp_both_directions(profile: str) -> None:
     their_tx, their_rx = pylibsrtp_pair(profile, key)
     back_tx, _ = pylibsrtp_pair(profile, key)
     for seq in range(65530, 65546):
-        plain = build_rtp(seq=seq & 0xFFFF, ssrc=77, csrcs=(1, 2), ext=b"\x10\xaa\x00\x00", payload=os.urandom(seq % 50))
+        plain = build_rtp(
+            seq=seq & 0xFFFF,
+            ssrc=77,
+            csrcs=(1, 2),
+            ext=b"\x10\xaa\x00\x00",
+            payload=os.urandom(seq % 50),
+        )
         wire = ours_tx.protect(plain)
         assert wire == their_tx.protect(plain)
         assert their_rx.unprotect(wire) == plain
@@ -439,11 +462,17 @@ def test_every_single_bit_flip_is_rejected(profile: str, rtcp: bool) -> None:
 
 
 def test_context_errors_name_the_problem() -> None:
-    with pytest.raises(SrtpError, match=r"unknown SRTP profile 'AES_CM_128_HMAC_SHA1_32'; expected one of"):
+    with pytest.raises(
+        SrtpError, match=r"unknown SRTP profile 'AES_CM_128_HMAC_SHA1_32'; expected one of"
+    ):
         SrtpContext("AES_CM_128_HMAC_SHA1_32", bytes(30), True)
-    with pytest.raises(SrtpError, match=r"^AEAD_AES_128_GCM needs 28 bytes of key and salt, got 30$"):
+    with pytest.raises(
+        SrtpError, match=r"^AEAD_AES_128_GCM needs 28 bytes of key and salt, got 30$"
+    ):
         SrtpContext(GCM, bytes(30), True)
-    with pytest.raises(SrtpError, match=r"^AES_CM_128_HMAC_SHA1_80 needs 30 bytes of key and salt, got 28$"):
+    with pytest.raises(
+        SrtpError, match=r"^AES_CM_128_HMAC_SHA1_80 needs 30 bytes of key and salt, got 28$"
+    ):
         SrtpContext(CM80, bytes(28), False)
 
 
@@ -451,7 +480,7 @@ def test_context_errors_name_the_problem() -> None:
 def test_garbage_into_unprotect_raises_srtp_error_only(profile: str) -> None:
     rx = SrtpContext(profile, os.urandom(sum(KEY_SALT_LEN[profile])), False)
     rng = __import__("random").Random(3)
-    for n in list(range(0, 64)) + [rng.randrange(64, 1500) for _ in range(50)]:
+    for n in list(range(64)) + [rng.randrange(64, 1500) for _ in range(50)]:
         data = bytes([0x80 | rng.randrange(64)]) + rng.randbytes(max(0, n - 1)) if n else b""
         for as_rtcp in (False, True):
             with pytest.raises(SrtpError):
