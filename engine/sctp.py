@@ -1388,11 +1388,13 @@ class SctpAssociation:
         self._srtt: float | None = None
         self._rttvar = 0.0
         self._rto = self.config.rto_initial
+        self._rtt_epoch = float("-inf")  # RTT samples only from chunks sent after this
         self._error_count = 0
         self._t1_deadline: float | None = None
         self._t1_chunk: _Control | None = None
         self._t1_count = 0
         self._t1_timeout = self.config.rto_initial
+        self._stale_restarts = 0
         self._t2_deadline: float | None = None
         self._t2_count = 0
         self._t3_deadline: float | None = None
@@ -2002,12 +2004,18 @@ class SctpAssociation:
         if self._state is AssociationState.COOKIE_ECHOED and any(
             code == CAUSE_STALE_COOKIE for code, _ in chunk.causes
         ):
-            # Our echo took too long: start over with a fresh INIT (RFC 9260 5.2.6).
+            # Our echo took too long: start over with a fresh INIT (RFC 9260 5.2.6). Each
+            # restart counts as an INIT retransmission, so a peer that always finds our
+            # cookies stale cannot keep us looping.
+            self._stale_restarts += 1
+            if self._stale_restarts > self.config.max_init_retransmissions:
+                self._terminate(
+                    f"association setup failed: {self._stale_restarts} stale cookie errors"
+                )
+                return
             self._t1_stop()
             self._set_state(AssociationState.CLOSED)
-            count = self._t1_count
             self.connect(now)
-            self._t1_count = count + 1
             return
         logger.debug("SCTP peer reported an error%s", _describe_causes(chunk.causes))
 
@@ -2456,7 +2464,11 @@ class SctpAssociation:
         flight_before = self._flight_size
         cum_advanced = tsn_lt(self._cum_ack, cum)
         newly_acked = 0
-        rtt: float | None = None
+        # RTT sample: the newest transmission among newly acknowledged chunks that were sent
+        # once (Karn). The oldest one would include every earlier lost SACK's delay; chunks
+        # sent before the last T3 expiry are skipped too, as their SACK may have been lost
+        # and this one only came after the timeout's recovery.
+        rtt_sent: float | None = None
         htna: int | None = None
         sent = self._sent
         while sent and tsn_le(sent[0].tsn, cum):
@@ -2464,8 +2476,8 @@ class SctpAssociation:
             if not c.acked and not c.abandoned:
                 newly_acked += len(c.data)
                 htna = c.tsn
-                if c.sent_count == 1 and rtt is None:
-                    rtt = now - c.sent_time
+                if c.sent_count == 1 and (rtt_sent is None or c.sent_time > rtt_sent):
+                    rtt_sent = c.sent_time
             if c.in_flight:
                 c.in_flight = False
                 self._flight_size -= len(c.data)
@@ -2490,14 +2502,14 @@ class SctpAssociation:
                         if not c.abandoned:
                             newly_acked += len(c.data)
                             htna = c.tsn
-                            if c.sent_count == 1 and rtt is None:
-                                rtt = now - c.sent_time
+                            if c.sent_count == 1 and (rtt_sent is None or c.sent_time > rtt_sent):
+                                rtt_sent = c.sent_time
                         if c.in_flight:
                             c.in_flight = False
                             self._flight_size -= len(c.data)
                         c.retransmit = False
-        if rtt is not None:
-            self._update_rtt(rtt)
+        if rtt_sent is not None and rtt_sent >= self._rtt_epoch:
+            self._update_rtt(now - rtt_sent)
         if newly_acked:
             self._error_count = 0
 
@@ -2564,6 +2576,7 @@ class SctpAssociation:
     def _on_t3(self, now: float) -> None:
         self._t3_deadline = None
         self.stats.t3_expirations += 1
+        self._rtt_epoch = now
         outstanding = [c for c in self._sent if not c.acked and not c.abandoned]
         if not outstanding and not self._adv_ack_pending():
             return

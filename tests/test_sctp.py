@@ -604,6 +604,40 @@ def test_init_is_retransmitted_with_backoff() -> None:
     assert client.stats.retransmissions == 2
 
 
+def test_cookie_echo_is_retransmitted() -> None:
+    client, server, net = make_pair()
+    echoes: list[float] = []
+
+    def drop(src: int, packet: bytes) -> bool:
+        if isinstance(parse(packet).chunks[0], CookieEchoChunk):
+            echoes.append(net.now)
+            return len(echoes) == 1
+        return False
+
+    net.drop = drop
+    client.start(0.0)
+    net.run_until(lambda: bool(net.of_type(0, Connected) and net.of_type(1, Connected)))
+    assert echoes == [pytest.approx(0.04), pytest.approx(1.04)]  # T1-cookie: 1 s
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_init_collision_under_heavy_loss(seed: int) -> None:
+    a = SctpAssociation(is_client=True)
+    b = SctpAssociation(is_client=True)
+    net = Net(a, b, loss=0.3, jitter=0.05, seed=seed)
+    a.start(0.0)
+    b.start(random.Random(seed).uniform(0, 0.05))
+    net.run_until(lambda: bool(net.of_type(0, Connected) and net.of_type(1, Connected)),
+                  timeout=120)
+    assert a.peer_tag == b.local_tag and b.peer_tag == a.local_tag
+    for i in range(5):
+        a.send(0, 51, b"a%d" % i, now=net.now)
+        b.send(1, 51, b"b%d" % i, now=net.now)
+    net.run_until(lambda: len(net.data(0)) == 5 and len(net.data(1)) == 5, timeout=120)
+    assert [e.data for e in net.data(1)] == [b"a%d" % i for i in range(5)]
+    assert [e.data for e in net.data(0)] == [b"b%d" % i for i in range(5)]
+
+
 def test_setup_fails_after_max_init_retransmissions() -> None:
     client, server, net = make_pair(config=SctpConfig(max_init_retransmissions=3))
     net.drop = lambda src, packet: True
@@ -655,6 +689,15 @@ def test_stale_cookie_error_makes_the_client_start_over() -> None:
     net.run_until(lambda: bool(net.of_type(0, Connected)))
     assert client.stats.retransmissions >= 0
     assert len([p for p in net.sent[0] if isinstance(parse(p).chunks[0], InitChunk)]) == 2
+
+
+def test_endless_stale_cookies_end_the_setup() -> None:
+    client, server, net = make_pair(config=SctpConfig(cookie_lifetime=0.01,
+                                                      max_init_retransmissions=3))
+    client.start(0.0)
+    net.run_until(lambda: bool(net.of_type(0, Closed)), timeout=30)
+    assert net.of_type(0, Closed) == [Closed("association setup failed: 4 stale cookie errors")]
+    assert server.stats.stale_cookies == 4
 
 
 def test_packets_from_nowhere_and_bad_tags_are_counted() -> None:
