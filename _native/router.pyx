@@ -770,7 +770,7 @@ cdef class Router:
             off += it.len
             if it.pt == RTCP_SR or it.pt == RTCP_RR:
                 base = 28 if it.pt == RTCP_SR else 8
-                if it.len < base + 24 * it.count:
+                if it.blen < base + 24 * it.count:
                     cnt[SC_DROP_MALFORMED] += 1
                     break
                 if it.pt == RTCP_SR:
@@ -781,25 +781,25 @@ cdef class Router:
                 for k in range(it.count):
                     self._report_block(sid, q + base + 24 * k)
             elif it.pt == RTCP_BYE:
-                for k in range(min(<int>it.count, (it.len - 4) // 4)):
+                for k in range(min(<int>it.count, (it.blen - 4) // 4)):
                     self._push_event(EV_BYE, sid, s.sock, &s.addr, NULL, 0, rd32(q + 4 + 4 * k), 0)
-            elif it.pt == RTCP_RTPFB and it.len >= 12:
+            elif it.pt == RTCP_RTPFB and it.blen >= 12:
                 if it.count == 1:
                     cnt[SC_NACK_RX] += 1
                     id = idmap_get(&self.consumer_map, key_session_u32(sid, rd32(q + 8)))
                     if id >= 0:
                         self.cc[<size_t>id * CC_COUNT + CC_NACK_RX] += 1
-                        for k in range(12, it.len - 3, 4):
+                        for k in range(12, it.blen - 3, 4):
                             self._nack_item(id, rd16(q + k), rd16(q + k + 2))
                 elif it.count == 15:
                     cnt[SC_TWCC_RX] += 1
-            elif it.pt == RTCP_PSFB and it.len >= 12:
+            elif it.pt == RTCP_PSFB and it.blen >= 12:
                 if it.count == 1:
                     cnt[SC_PLI_RX] += 1
                     self._keyframe_request(sid, rd32(q + 8), now)
                 elif it.count == 4:
                     cnt[SC_PLI_RX] += 1
-                    for k in range(12, it.len - 7, 8):
+                    for k in range(12, it.blen - 7, 8):
                         self._keyframe_request(sid, rd32(q + k), now)
                 elif it.count == 15:
                     cnt[SC_REMB_RX] += 1

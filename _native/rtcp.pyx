@@ -23,6 +23,7 @@ cdef enum:
 cdef struct RtcpItem:
     int off         # offset of this packet within the compound
     int len         # bytes of this packet, header included
+    int blen        # bytes before any padding (RFC 3550 6.4.1: P bit, count in the last octet)
     uint8_t pt
     uint8_t count   # RC, SC or FMT
 
@@ -39,6 +40,11 @@ cdef inline int rtcp_next(const uint8_t *p, int n, int off, RtcpItem *it) noexce
         return -1
     it.off = off
     it.len = ln
+    it.blen = ln
+    if p[off] & 0x20:
+        if p[off + ln - 1] == 0 or p[off + ln - 1] > ln - 4:
+            return -1
+        it.blen = ln - p[off + ln - 1]
     it.pt = p[off + 1]
     it.count = p[off] & 0x1F
     return 1
@@ -103,7 +109,7 @@ def parse_rtcp(data):
         if r < 0:
             raise ValueError(f"malformed RTCP header at offset {off}")
         q = p + it.off
-        body = it.len
+        body = it.blen
         if it.pt == RTCP_SR or it.pt == RTCP_RR:
             base = 28 if it.pt == RTCP_SR else 8
             if body < base + 24 * it.count:

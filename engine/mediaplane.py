@@ -96,6 +96,11 @@ class MediaConfig:
     """Seconds between RTCP SR/RR rounds."""
     pli_interval: float = 1.0
     """Minimum seconds between PLIs forwarded to one source."""
+    srtp_out_window: int = 512
+    """Replay window of the SRTP contexts we protect with. libsrtp refuses to
+    protect a sequence number older than the window, so this bounds how far
+    back a NACK can be answered from a retransmission ring (rings larger than
+    it are useless). Larger windows cost a little on every protect."""
     coalesce_us: int = 0
     """When a read finds only a few packets, wait this long once for more
     (interrupt moderation; 0 = off). Trades up to this much delay for fewer
@@ -114,6 +119,8 @@ class MediaConfig:
             raise ValueError("MediaConfig.send_slots: must be 16-1024")
         if self.report_interval <= 0 or self.pli_interval < 0:
             raise ValueError("MediaConfig.report_interval must be > 0 and pli_interval >= 0")
+        if not (64 <= self.srtp_out_window <= 32768):
+            raise ValueError("MediaConfig.srtp_out_window: must be 64-32768")
         if not (0 <= self.coalesce_us <= 5000):
             raise ValueError("MediaConfig.coalesce_us: must be 0-5000")
 
@@ -302,7 +309,7 @@ class MediaPlane:
         """Install DTLS-SRTP keys: ``local`` protects what we send, ``remote``
         unprotects what the client sends."""
         inbound = SrtpContext(profile, remote_key_salt, False)
-        outbound = SrtpContext(profile, local_key_salt, True)
+        outbound = SrtpContext(profile, local_key_salt, True, self.config.srtp_out_window)
         self.router.session_set_srtp(sid, inbound, outbound)
         self._keys[sid] = _SessionKeys(inbound, outbound, profile)
 

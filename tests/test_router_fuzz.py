@@ -269,16 +269,23 @@ class Model:
 
     def rtcp(self, src: Sender, p: bytes) -> None:
         """RFC 3550 6.1 compound walk: items are acted on in order; the first
-        malformed one is counted once and ends the walk. Like the router
-        today, this ignores the P bit (padding octets are read as content;
-        see test_padded_nack_asks_only_for_its_fci): change both together."""
+        malformed one is counted once and ends the walk. With the P bit set
+        the last octet counts padding octets, which are not content (6.4.1);
+        a padding count of 0 or beyond the packet is malformed."""
         sid, off, n = src.sid, 0, len(p)
         while off < n:
             if off + 4 > n or p[off] >> 6 != 2 or off + 4 * u16(p, off + 2) + 4 > n:
                 self.s[sid, "drop_malformed"] += 1
                 return
-            q, ln, count, pt = off, 4 * u16(p, off + 2) + 4, p[off] & 0x1F, p[off + 1]
-            off += ln
+            q, total, count, pt = off, 4 * u16(p, off + 2) + 4, p[off] & 0x1F, p[off + 1]
+            ln = total
+            if p[off] & 0x20:
+                pad = p[off + total - 1]
+                if pad == 0 or pad > total - 4:
+                    self.s[sid, "drop_malformed"] += 1
+                    return
+                ln = total - pad
+            off += total
             if pt in (200, 201):
                 base = 28 if pt == 200 else 8
                 if ln < base + 24 * count:
