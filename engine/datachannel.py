@@ -32,7 +32,7 @@ import enum
 import logging
 import struct
 from dataclasses import dataclass, field
-from typing import Union
+from typing import TypeAlias
 
 from .sctp import (
     Closed,
@@ -152,8 +152,14 @@ def encode_dcep(message: DcepOpen | DcepAck) -> bytes:
     if len(label) > 0xFFFF or len(protocol) > 0xFFFF:
         raise ValueError("DATA_CHANNEL_OPEN label and protocol must be at most 65535 bytes")
     return (
-        _OPEN_HEADER.pack(DCEP_OPEN, message.channel_type, message.priority,
-                          message.reliability, len(label), len(protocol))
+        _OPEN_HEADER.pack(
+            DCEP_OPEN,
+            message.channel_type,
+            message.priority,
+            message.reliability,
+            len(label),
+            len(protocol),
+        )
         + label
         + protocol
     )
@@ -231,7 +237,7 @@ class ChannelClosed:
     channel: DataChannel
 
 
-DataChannelEvent = Union[ChannelOpened, ChannelMessage, ChannelClosed]
+DataChannelEvent: TypeAlias = ChannelOpened | ChannelMessage | ChannelClosed
 
 
 @dataclass(slots=True)
@@ -288,11 +294,23 @@ class DataChannelManager:
         """Open a channel with DCEP; :class:`ChannelOpened` follows when the peer ACKs."""
         self._check_reliability(max_retransmits, max_packet_lifetime, priority)
         stream_id = self._allocate_id()
-        channel = DataChannel(stream_id, label, protocol, ordered, max_retransmits,
-                              max_packet_lifetime, priority, _acked=False)
-        message = DcepOpen(channel.channel_type, priority,
-                           max_retransmits if max_retransmits is not None
-                           else max_packet_lifetime or 0, label, protocol)
+        channel = DataChannel(
+            stream_id,
+            label,
+            protocol,
+            ordered,
+            max_retransmits,
+            max_packet_lifetime,
+            priority,
+            _acked=False,
+        )
+        message = DcepOpen(
+            channel.channel_type,
+            priority,
+            max_retransmits if max_retransmits is not None else max_packet_lifetime or 0,
+            label,
+            protocol,
+        )
         try:
             payload = encode_dcep(message)
         except ValueError as exc:
@@ -317,8 +335,16 @@ class DataChannelManager:
             raise DataChannelError(f"stream id must be in 0..65534, got {stream_id}")
         if stream_id in self._channels:
             raise DataChannelError(f"stream id {stream_id} is already in use")
-        channel = DataChannel(stream_id, label, protocol, ordered, max_retransmits,
-                              max_packet_lifetime, negotiated=True, state=ChannelState.OPEN)
+        channel = DataChannel(
+            stream_id,
+            label,
+            protocol,
+            ordered,
+            max_retransmits,
+            max_packet_lifetime,
+            negotiated=True,
+            state=ChannelState.OPEN,
+        )
         self._channels[stream_id] = channel
         return channel
 
@@ -332,18 +358,26 @@ class DataChannelManager:
                 f"channel {channel.label!r} (stream {channel.stream_id}) is {channel.state.value}"
             )
         if isinstance(data, str):
-            ppid, payload = (PPID_STRING, data.encode("utf-8")) if data else (
-                PPID_STRING_EMPTY, b"\x00")
+            ppid, payload = (
+                (PPID_STRING, data.encode("utf-8")) if data else (PPID_STRING_EMPTY, b"\x00")
+            )
         else:
             ppid, payload = (PPID_BINARY, bytes(data)) if data else (PPID_BINARY_EMPTY, b"\x00")
         # Until the peer ACKs our OPEN, messages go ordered so none overtakes it (RFC 8832 6).
         ordered = channel.ordered or not channel._acked
-        lifetime = (None if channel.max_packet_lifetime is None
-                    else channel.max_packet_lifetime / 1000)
+        lifetime = (
+            None if channel.max_packet_lifetime is None else channel.max_packet_lifetime / 1000
+        )
         try:
-            self.association.send(channel.stream_id, ppid, payload, ordered=ordered,
-                                  max_retransmits=channel.max_retransmits, lifetime=lifetime,
-                                  now=now)
+            self.association.send(
+                channel.stream_id,
+                ppid,
+                payload,
+                ordered=ordered,
+                max_retransmits=channel.max_retransmits,
+                lifetime=lifetime,
+                now=now,
+            )
         except SctpError as exc:
             raise DataChannelError(str(exc)) from None
 
@@ -364,12 +398,15 @@ class DataChannelManager:
     # -- internals -------------------------------------------------------------------------------
 
     @staticmethod
-    def _check_reliability(max_retransmits: int | None, max_packet_lifetime: int | None,
-                           priority: int) -> None:
+    def _check_reliability(
+        max_retransmits: int | None, max_packet_lifetime: int | None, priority: int
+    ) -> None:
         if max_retransmits is not None and max_packet_lifetime is not None:
             raise DataChannelError("set max_retransmits or max_packet_lifetime, not both")
-        for name, value in (("max_retransmits", max_retransmits),
-                            ("max_packet_lifetime", max_packet_lifetime)):
+        for name, value in (
+            ("max_retransmits", max_retransmits),
+            ("max_packet_lifetime", max_packet_lifetime),
+        ):
             if value is not None and not 0 <= value <= 0xFFFFFFFF:
                 raise DataChannelError(f"{name} must be in 0..2**32-1, got {value}")
         if not 0 <= priority <= 0xFFFF:
@@ -505,10 +542,12 @@ class DataChannelManager:
             message.label,
             message.protocol,
             ordered=not message.channel_type & CHANNEL_UNORDERED,
-            max_retransmits=(message.reliability
-                             if reliability_kind == CHANNEL_PARTIAL_RELIABLE_REXMIT else None),
-            max_packet_lifetime=(message.reliability
-                                 if reliability_kind == CHANNEL_PARTIAL_RELIABLE_TIMED else None),
+            max_retransmits=(
+                message.reliability if reliability_kind == CHANNEL_PARTIAL_RELIABLE_REXMIT else None
+            ),
+            max_packet_lifetime=(
+                message.reliability if reliability_kind == CHANNEL_PARTIAL_RELIABLE_TIMED else None
+            ),
             priority=message.priority,
             state=ChannelState.OPEN,
         )

@@ -23,9 +23,10 @@ and ``now``, :meth:`SctpAssociation.datagrams_to_send` returns packets for DTLS,
 :meth:`SctpAssociation.events` returns typed events. Tests run it on a fake clock.
 
 Scope (what a WebRTC peer actually needs, and nothing else): one path, no ADD-IP, no AUTH,
-no I-DATA. Both sides may send INIT at once (RFC 8841 section 9.3 asks WebRTC endpoints to do
-so); the collision is resolved by RFC 9260 section 5.2.1/5.2.4 rules, using one fixed local
-verification tag per association so every INIT-ACK and COOKIE-ECHO agree. The INIT-ACK's state
+no I-DATA. Both sides may send INIT at once (aiortc always does; RFC 8841 section 9.3 lets
+either end initiate); the collision is resolved by RFC 9260 sections 5.2.1 and 5.2.4, using
+one fixed local verification tag per association so every INIT-ACK and COOKIE-ECHO agree.
+The INIT-ACK's state
 cookie is HMAC-SHA256-signed with a per-association secret and carries everything needed to
 build the association, so a passive side keeps no state before a valid COOKIE-ECHO.
 
@@ -52,8 +53,9 @@ import os
 import struct
 from bisect import bisect_right
 from collections import deque
-from dataclasses import dataclass, field
-from typing import ClassVar, Iterable, Union
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import ClassVar, TypeAlias
 
 __all__ = [
     "AbortChunk",
@@ -417,9 +419,7 @@ class SackChunk:
                 f"SACK chunk length {len(body) + 4} does not match "
                 f"{n_gaps} gap blocks and {n_dups} duplicate TSNs"
             )
-        gaps = tuple(
-            (s, e) for s, e in struct.iter_unpack("!HH", body[12 : 12 + 4 * n_gaps])
-        )
+        gaps = tuple((s, e) for s, e in struct.iter_unpack("!HH", body[12 : 12 + 4 * n_gaps]))
         dups = tuple(d for (d,) in struct.iter_unpack("!I", body[12 + 4 * n_gaps :]))
         return cls(cum, a_rwnd, gaps, dups)
 
@@ -766,25 +766,23 @@ class UnknownReconfigParam:
         return self.value
 
 
-ReconfigParam = Union[
-    OutgoingResetRequest,
-    IncomingResetRequest,
-    SsnTsnResetRequest,
-    ReconfigResponse,
-    AddOutgoingStreamsRequest,
-    AddIncomingStreamsRequest,
-    UnknownReconfigParam,
-]
+ReconfigParam: TypeAlias = (
+    OutgoingResetRequest
+    | IncomingResetRequest
+    | SsnTsnResetRequest
+    | ReconfigResponse
+    | AddOutgoingStreamsRequest
+    | AddIncomingStreamsRequest
+    | UnknownReconfigParam
+)
 
-_RECONFIG_PARSERS: dict[int, type[OutgoingResetRequest] | type[IncomingResetRequest]
-                        | type[SsnTsnResetRequest] | type[ReconfigResponse]
-                        | type[AddOutgoingStreamsRequest] | type[AddIncomingStreamsRequest]] = {
-    RECONFIG_OUTGOING_RESET: OutgoingResetRequest,
-    RECONFIG_INCOMING_RESET: IncomingResetRequest,
-    RECONFIG_SSN_TSN_RESET: SsnTsnResetRequest,
-    RECONFIG_RESPONSE: ReconfigResponse,
-    RECONFIG_ADD_OUTGOING: AddOutgoingStreamsRequest,
-    RECONFIG_ADD_INCOMING: AddIncomingStreamsRequest,
+_RECONFIG_PARSERS: dict[int, Callable[[bytes], ReconfigParam]] = {
+    RECONFIG_OUTGOING_RESET: OutgoingResetRequest._parse,
+    RECONFIG_INCOMING_RESET: IncomingResetRequest._parse,
+    RECONFIG_SSN_TSN_RESET: SsnTsnResetRequest._parse,
+    RECONFIG_RESPONSE: ReconfigResponse._parse,
+    RECONFIG_ADD_OUTGOING: AddOutgoingStreamsRequest._parse,
+    RECONFIG_ADD_INCOMING: AddIncomingStreamsRequest._parse,
 }
 
 
@@ -817,9 +815,7 @@ class ReconfigChunk:
         params: list[ReconfigParam] = []
         for param_type, value in raw:
             parser = _RECONFIG_PARSERS.get(param_type)
-            params.append(
-                parser._parse(value) if parser else UnknownReconfigParam(param_type, value)
-            )
+            params.append(parser(value) if parser else UnknownReconfigParam(param_type, value))
         return cls(tuple(params))
 
 
@@ -838,49 +834,41 @@ class UnknownChunk:
         return self.body
 
 
-Chunk = Union[
-    DataChunk,
-    InitChunk,
-    InitAckChunk,
-    SackChunk,
-    HeartbeatChunk,
-    HeartbeatAckChunk,
-    AbortChunk,
-    ShutdownChunk,
-    ShutdownAckChunk,
-    ErrorChunk,
-    CookieEchoChunk,
-    CookieAckChunk,
-    ShutdownCompleteChunk,
-    ForwardTsnChunk,
-    ReconfigChunk,
-    UnknownChunk,
-]
+Chunk: TypeAlias = (
+    DataChunk
+    | InitChunk
+    | InitAckChunk
+    | SackChunk
+    | HeartbeatChunk
+    | HeartbeatAckChunk
+    | AbortChunk
+    | ShutdownChunk
+    | ShutdownAckChunk
+    | ErrorChunk
+    | CookieEchoChunk
+    | CookieAckChunk
+    | ShutdownCompleteChunk
+    | ForwardTsnChunk
+    | ReconfigChunk
+    | UnknownChunk
+)
 
-_CHUNK_PARSERS: dict[int, type[DataChunk] | type[InitChunk] | type[InitAckChunk]
-                     | type[SackChunk] | type[HeartbeatChunk] | type[HeartbeatAckChunk]
-                     | type[AbortChunk] | type[ShutdownChunk] | type[ShutdownAckChunk]
-                     | type[ErrorChunk] | type[CookieEchoChunk] | type[CookieAckChunk]
-                     | type[ShutdownCompleteChunk] | type[ForwardTsnChunk]
-                     | type[ReconfigChunk]] = {
-    cls.CHUNK_TYPE: cls
-    for cls in (
-        DataChunk,
-        InitChunk,
-        InitAckChunk,
-        SackChunk,
-        HeartbeatChunk,
-        HeartbeatAckChunk,
-        AbortChunk,
-        ShutdownChunk,
-        ShutdownAckChunk,
-        ErrorChunk,
-        CookieEchoChunk,
-        CookieAckChunk,
-        ShutdownCompleteChunk,
-        ForwardTsnChunk,
-        ReconfigChunk,
-    )
+_CHUNK_PARSERS: dict[int, Callable[[int, bytes], Chunk]] = {
+    DataChunk.CHUNK_TYPE: DataChunk._parse,
+    InitChunk.CHUNK_TYPE: InitChunk._parse,
+    InitAckChunk.CHUNK_TYPE: InitAckChunk._parse,
+    SackChunk.CHUNK_TYPE: SackChunk._parse,
+    HeartbeatChunk.CHUNK_TYPE: HeartbeatChunk._parse,
+    HeartbeatAckChunk.CHUNK_TYPE: HeartbeatAckChunk._parse,
+    AbortChunk.CHUNK_TYPE: AbortChunk._parse,
+    ShutdownChunk.CHUNK_TYPE: ShutdownChunk._parse,
+    ShutdownAckChunk.CHUNK_TYPE: ShutdownAckChunk._parse,
+    ErrorChunk.CHUNK_TYPE: ErrorChunk._parse,
+    CookieEchoChunk.CHUNK_TYPE: CookieEchoChunk._parse,
+    CookieAckChunk.CHUNK_TYPE: CookieAckChunk._parse,
+    ShutdownCompleteChunk.CHUNK_TYPE: ShutdownCompleteChunk._parse,
+    ForwardTsnChunk.CHUNK_TYPE: ForwardTsnChunk._parse,
+    ReconfigChunk.CHUNK_TYPE: ReconfigChunk._parse,
 }
 
 
@@ -945,9 +933,9 @@ class SctpPacket:
             )
         source_port, destination_port, tag = struct.unpack_from("!HHI", data)
         (checksum,) = struct.unpack_from("<I", data, 8)
-        if not (checksum == 0 and accept_zero_checksum):
-            if checksum != crc32c(data[:8] + b"\x00\x00\x00\x00" + data[12:]):
-                raise ValueError("SCTP packet has an invalid checksum")
+        zero_ok = checksum == 0 and accept_zero_checksum
+        if not zero_ok and checksum != crc32c(data[:8] + b"\x00\x00\x00\x00" + data[12:]):
+            raise ValueError("SCTP packet has an invalid checksum")
         chunks: list[Chunk] = []
         pos = COMMON_HEADER_LENGTH
         end = len(data)
@@ -961,7 +949,7 @@ class SctpPacket:
                 )
             body = data[pos + CHUNK_HEADER_LENGTH : pos + length]
             parser = _CHUNK_PARSERS.get(chunk_type)
-            chunks.append(parser._parse(flags, body) if parser else UnknownChunk(chunk_type, flags, body))
+            chunks.append(parser(flags, body) if parser else UnknownChunk(chunk_type, flags, body))
             pos += length + (-length % 4)
         return cls(source_port, destination_port, tag, tuple(chunks))
 
@@ -996,9 +984,9 @@ class SctpConfig:
     """Association settings. Defaults follow what browsers (dcSCTP, usrsctp) use for WebRTC."""
 
     max_packet_size: int = 1188
-    """Largest SCTP packet we send, common header included. 1188 is the largest multiple of 4
-    that still fits an IPv6 minimum-MTU (1280) datagram after IPv6 (40), UDP (8) and a DTLS 1.2
-    AES-GCM record (37) overhead; browsers use 1191 (Chrome) and 1200."""
+    """Largest SCTP packet we send, common header included. 1188 (a multiple of 4) fits an IPv6
+    minimum-MTU (1280) datagram after IPv6 (40), UDP (8) and DTLS 1.2 AES-GCM record (37)
+    overhead with a few bytes to spare; Chrome uses 1191."""
 
     receive_window: int = 1024 * 1024
     """Receive buffer we advertise as a_rwnd (bytes): room for several maximum-size messages."""
@@ -1073,8 +1061,12 @@ class SctpConfig:
                 "rto_min, rto_initial and rto_max must satisfy 0 < rto_min <= rto_initial <= "
                 f"rto_max, got {self.rto_min}, {self.rto_initial}, {self.rto_max}"
             )
-        for name in ("max_retransmissions", "max_init_retransmissions", "initial_cwnd_packets",
-                     "max_burst"):
+        for name in (
+            "max_retransmissions",
+            "max_init_retransmissions",
+            "initial_cwnd_packets",
+            "max_burst",
+        ):
             value = getattr(self, name)
             if value < 1:
                 raise SctpConfigError(f"{name} must be at least 1, got {value}")
@@ -1164,7 +1156,7 @@ class Closed:
     reason: str
 
 
-SctpEvent = Union[Connected, StreamData, StreamReset, StreamResetCompleted, Closed]
+SctpEvent: TypeAlias = Connected | StreamData | StreamReset | StreamResetCompleted | Closed
 
 
 class AssociationState(enum.Enum):
@@ -1216,13 +1208,36 @@ class _OutChunk:
     """A DATA chunk we sent or will send, with its retransmission bookkeeping."""
 
     __slots__ = (
-        "tsn", "stream_id", "ssn", "ppid", "data", "flags", "message_id", "max_retransmits",
-        "expiry", "sent_count", "sent_time", "acked", "in_flight", "retransmit", "misses",
         "abandoned",
+        "acked",
+        "data",
+        "expiry",
+        "flags",
+        "in_flight",
+        "max_retransmits",
+        "message_id",
+        "misses",
+        "ppid",
+        "retransmit",
+        "sent_count",
+        "sent_time",
+        "ssn",
+        "stream_id",
+        "tsn",
     )
 
-    def __init__(self, tsn: int, stream_id: int, ssn: int, ppid: int, data: bytes, flags: int,
-                 message_id: int, max_retransmits: int | None, expiry: float | None) -> None:
+    def __init__(
+        self,
+        tsn: int,
+        stream_id: int,
+        ssn: int,
+        ppid: int,
+        data: bytes,
+        flags: int,
+        message_id: int,
+        max_retransmits: int | None,
+        expiry: float | None,
+    ) -> None:
         self.tsn = tsn
         self.stream_id = stream_id
         self.ssn = ssn
@@ -1243,8 +1258,16 @@ class _OutChunk:
     def encode(self) -> bytes:
         length = DATA_CHUNK_HEADER_LENGTH + len(self.data)
         return (
-            struct.pack("!BBHIHHI", CHUNK_DATA, self.flags, length, self.tsn, self.stream_id,
-                        self.ssn, self.ppid)
+            struct.pack(
+                "!BBHIHHI",
+                CHUNK_DATA,
+                self.flags,
+                length,
+                self.tsn,
+                self.stream_id,
+                self.ssn,
+                self.ppid,
+            )
             + self.data
             + b"\x00" * (-length % 4)
         )
@@ -1293,14 +1316,18 @@ class _PacketBuilder:
 
     def add(self, chunk: bytes, tag: int, *, alone: bool = False) -> None:
         limit = self._assoc.config.max_packet_size
-        if alone or not self._current or self._tag != tag or len(self._current) + len(chunk) > limit:
+        if (
+            alone
+            or not self._current
+            or self._tag != tag
+            or len(self._current) + len(chunk) > limit
+        ):
             self.flush()
             self._current = self._header(tag)
             self._tag = tag
         self._current += chunk
         if alone:
             self.flush()
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1549,8 +1576,17 @@ class SctpAssociation:
             if pos + step >= total:
                 frag_flags |= DATA_FLAG_END
             self._out_queue.append(
-                _OutChunk(self._next_tsn, stream_id, ssn, ppid, data[pos : pos + step],
-                          frag_flags, self._message_counter, max_retransmits, expiry)
+                _OutChunk(
+                    self._next_tsn,
+                    stream_id,
+                    ssn,
+                    ppid,
+                    data[pos : pos + step],
+                    frag_flags,
+                    self._message_counter,
+                    max_retransmits,
+                    expiry,
+                )
             )
             self._next_tsn = tsn_add(self._next_tsn, 1)
         self.stats.messages_sent += 1
@@ -1786,8 +1822,16 @@ class SctpAssociation:
             flags &= ~_PEER_PRSCTP
         return flags, unrecognized
 
-    def _establish(self, peer_tag: int, peer_tsn: int, peer_rwnd: int, peer_os: int,
-                   peer_mis: int, peer_flags: int, now: float) -> None:
+    def _establish(
+        self,
+        peer_tag: int,
+        peer_tsn: int,
+        peer_rwnd: int,
+        peer_os: int,
+        peer_mis: int,
+        peer_flags: int,
+        now: float,
+    ) -> None:
         self._peer_tag = peer_tag
         self._peer_initial_tsn = peer_tsn
         self._peer_cum_tsn = tsn_add(peer_tsn, -1)
@@ -1813,8 +1857,10 @@ class SctpAssociation:
                 self.stats.bad_verification_tag += 1
                 return False
             return True
-        if any(isinstance(c, (InitChunk, InitAckChunk, ShutdownCompleteChunk))
-               for c in packet.chunks[1:]):
+        if any(
+            isinstance(c, (InitChunk, InitAckChunk, ShutdownCompleteChunk))
+            for c in packet.chunks[1:]
+        ):
             # These must never be bundled (RFC 9260 section 6.10).
             self.stats.protocol_violations += 1
             return False
@@ -1902,8 +1948,15 @@ class SctpAssociation:
 
     def _make_cookie(self, init: InitChunk, peer_flags: int, now: float) -> bytes:
         body = _COOKIE_FORMAT.pack(
-            _COOKIE_VERSION, now, self._local_tag, init.initiate_tag, self._local_initial_tsn,
-            init.initial_tsn, init.a_rwnd, init.outbound_streams, init.inbound_streams,
+            _COOKIE_VERSION,
+            now,
+            self._local_tag,
+            init.initiate_tag,
+            self._local_initial_tsn,
+            init.initial_tsn,
+            init.a_rwnd,
+            init.outbound_streams,
+            init.inbound_streams,
             peer_flags,
         )
         return body + hmac.new(self._secret, body, hashlib.sha256).digest()
@@ -1951,14 +2004,22 @@ class SctpAssociation:
         if self._state is not AssociationState.COOKIE_WAIT:
             return
         cookie = init_ack.param(PARAM_STATE_COOKIE)
-        if (cookie is None or init_ack.initiate_tag == 0 or init_ack.outbound_streams == 0
-                or init_ack.inbound_streams == 0):
+        if (
+            cookie is None
+            or init_ack.initiate_tag == 0
+            or init_ack.outbound_streams == 0
+            or init_ack.inbound_streams == 0
+        ):
             self.stats.protocol_violations += 1
             return
         peer_flags, _unrecognized = self._read_peer_params(init_ack.params)
         self._pending_peer = (
-            init_ack.initiate_tag, init_ack.initial_tsn, init_ack.a_rwnd,
-            init_ack.outbound_streams, init_ack.inbound_streams, peer_flags,
+            init_ack.initiate_tag,
+            init_ack.initial_tsn,
+            init_ack.a_rwnd,
+            init_ack.outbound_streams,
+            init_ack.inbound_streams,
+            peer_flags,
         )
         self._peer_tag = init_ack.initiate_tag
         self._t1_stop()
@@ -1980,16 +2041,24 @@ class SctpAssociation:
         if age > self.config.cookie_lifetime or age < -1.0:
             self.stats.stale_cookies += 1
             staleness = int(max(0.0, age - self.config.cookie_lifetime) * 1e6) & _U32
-            self._queue(ErrorChunk(((CAUSE_STALE_COOKIE, struct.pack("!I", staleness)),)),
-                        cookie.peer_tag)
+            self._queue(
+                ErrorChunk(((CAUSE_STALE_COOKIE, struct.pack("!I", staleness)),)), cookie.peer_tag
+            )
             return False
         if self._state in (
             AssociationState.CLOSED,
             AssociationState.COOKIE_WAIT,
             AssociationState.COOKIE_ECHOED,
         ):
-            self._establish(cookie.peer_tag, cookie.peer_tsn, cookie.peer_rwnd, cookie.peer_os,
-                            cookie.peer_mis, cookie.peer_flags, now)
+            self._establish(
+                cookie.peer_tag,
+                cookie.peer_tsn,
+                cookie.peer_rwnd,
+                cookie.peer_os,
+                cookie.peer_mis,
+                cookie.peer_flags,
+                now,
+            )
             self._queue(CookieAckChunk())
             return True
         if cookie.peer_tag == self._peer_tag:
@@ -2029,8 +2098,11 @@ class SctpAssociation:
             self._queue(ShutdownAckChunk())
             self._t2_start(now)
             self._set_state(AssociationState.SHUTDOWN_ACK_SENT)
-        elif state in (AssociationState.ESTABLISHED, AssociationState.SHUTDOWN_PENDING,
-                       AssociationState.SHUTDOWN_RECEIVED):
+        elif state in (
+            AssociationState.ESTABLISHED,
+            AssociationState.SHUTDOWN_PENDING,
+            AssociationState.SHUTDOWN_RECEIVED,
+        ):
             self._set_state(AssociationState.SHUTDOWN_RECEIVED)
             self._check_shutdown(now)
 
@@ -2063,8 +2135,7 @@ class SctpAssociation:
         if self._t1_count > self.config.max_init_retransmissions or self._t1_chunk is None:
             what = "INIT" if self._state is AssociationState.COOKIE_WAIT else "COOKIE-ECHO"
             self._terminate(
-                f"association setup failed: no answer to {what} after "
-                f"{self._t1_count} attempts"
+                f"association setup failed: no answer to {what} after {self._t1_count} attempts"
             )
             return
         self._controls.append(self._t1_chunk)
@@ -2131,8 +2202,9 @@ class SctpAssociation:
         else:
             self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
             self._srtt = 0.875 * self._srtt + 0.125 * rtt
-        self._rto = min(max(self._srtt + 4 * self._rttvar, self.config.rto_min),
-                        self.config.rto_max)
+        self._rto = min(
+            max(self._srtt + 4 * self._rttvar, self.config.rto_min), self.config.rto_max
+        )
 
     # -- helpers: inbound data ------------------------------------------------------------------
 
@@ -2158,8 +2230,10 @@ class SctpAssociation:
         in_sequence = distance == 1
         if distance > 0xFFFF or (
             not in_sequence
-            and (self._held_bytes + size > self.config.receive_window
-                 or len(self._reassembly) >= _MAX_BUFFERED_CHUNKS)
+            and (
+                self._held_bytes + size > self.config.receive_window
+                or len(self._reassembly) >= _MAX_BUFFERED_CHUNKS
+            )
         ):
             # No room: drop without acknowledging, the peer will resend (RFC 9260 6.2).
             self.stats.dropped_data_chunks += 1
@@ -2177,13 +2251,16 @@ class SctpAssociation:
             self._sack_now = True
         if chunk.stream_id >= self._inbound_streams:
             self.stats.dropped_data_chunks += 1
-            self._queue(ErrorChunk(((CAUSE_INVALID_STREAM,
-                                     struct.pack("!HH", chunk.stream_id, 0)),)))
+            self._queue(
+                ErrorChunk(((CAUSE_INVALID_STREAM, struct.pack("!HH", chunk.stream_id, 0)),))
+            )
             return
         self._held_bytes += size
         deferred = self._peer_reset_deferred
-        if deferred is not None and tsn_lt(deferred.last_tsn, tsn) and (
-            not deferred.streams or chunk.stream_id in deferred.streams
+        if (
+            deferred is not None
+            and tsn_lt(deferred.last_tsn, tsn)
+            and (not deferred.streams or chunk.stream_id in deferred.streams)
         ):
             # Data sent after a stream reset the peer asked for, which we have not been able to
             # perform yet: hold it until the reset is done (RFC 6525 section 5.2.2 E2).
@@ -2203,8 +2280,9 @@ class SctpAssociation:
         buf = self._reassembly
         tsn = chunk.tsn
         if chunk.beginning and chunk.ending:
-            self._on_message(chunk.stream_id, chunk.ssn, chunk.unordered, chunk.ppid,
-                             chunk.user_data)
+            self._on_message(
+                chunk.stream_id, chunk.ssn, chunk.unordered, chunk.ppid, chunk.user_data
+            )
             return
         buf[tsn] = chunk
         # Fragments of one message have consecutive TSNs (RFC 9260 section 6.9).
@@ -2231,11 +2309,11 @@ class SctpAssociation:
             if t == end:
                 break
             t = tsn_add(t, 1)
-        self._on_message(chunk.stream_id, chunk.ssn, chunk.unordered, chunk.ppid,
-                         b"".join(parts))
+        self._on_message(chunk.stream_id, chunk.ssn, chunk.unordered, chunk.ppid, b"".join(parts))
 
-    def _on_message(self, stream_id: int, ssn: int, unordered: bool, ppid: int,
-                    data: bytes) -> None:
+    def _on_message(
+        self, stream_id: int, ssn: int, unordered: bool, ppid: int, data: bytes
+    ) -> None:
         if len(data) > self.config.max_message_size:
             self._held_bytes -= len(data)
             self._protocol_abort(
@@ -2283,8 +2361,11 @@ class SctpAssociation:
 
     def _after_data_packet(self, now: float) -> None:
         self._data_packets_unacked += 1
-        if (self._data_packets_unacked >= 2 or self._received_above
-                or self._state is not AssociationState.ESTABLISHED):
+        if (
+            self._data_packets_unacked >= 2
+            or self._received_above
+            or self._state is not AssociationState.ESTABLISHED
+        ):
             self._sack_now = True
         if self._sack_due and not self._sack_now and self._sack_deadline is None:
             self._sack_deadline = now + self.config.delayed_sack_timeout
@@ -2325,8 +2406,9 @@ class SctpAssociation:
                 continue  # Already past it (a repeated FORWARD-TSN).
             pending = self._pending_ordered.get(stream_id, {})
             # Complete messages up to the skipped SSN are still delivered, in order.
-            for held in sorted((s for s in pending if not ssn_lt(ssn, s)),
-                               key=lambda s: (s - expected) & _U16):
+            for held in sorted(
+                (s for s in pending if not ssn_lt(ssn, s)), key=lambda s: (s - expected) & _U16
+            ):
                 ppid, data = pending.pop(held)
                 self._deliver(stream_id, ppid, data)
             self._in_ssn[stream_id] = (ssn + 1) & _U16
@@ -2371,8 +2453,11 @@ class SctpAssociation:
                     self._t3_deadline = now + self._rto
             first_outstanding = False
         self._fast_rtx_budget = 0
-        if self._state in (AssociationState.ESTABLISHED, AssociationState.SHUTDOWN_PENDING,
-                           AssociationState.SHUTDOWN_RECEIVED):
+        if self._state in (
+            AssociationState.ESTABLISHED,
+            AssociationState.SHUTDOWN_PENDING,
+            AssociationState.SHUTDOWN_RECEIVED,
+        ):
             queue = self._out_queue
             while queue:
                 c = queue[0]
@@ -2453,8 +2538,9 @@ class SctpAssociation:
         self.stats.sacks_received += 1
         self._process_cum_ack(sack.cumulative_tsn, sack.gaps, sack.a_rwnd, now)
 
-    def _process_cum_ack(self, cum: int, gaps: tuple[tuple[int, int], ...], a_rwnd: int,
-                         now: float) -> None:
+    def _process_cum_ack(
+        self, cum: int, gaps: tuple[tuple[int, int], ...], a_rwnd: int, now: float
+    ) -> None:
         if tsn_lt(cum, self._cum_ack):
             return  # An old, reordered SACK.
         if not tsn_lt(cum, self._next_tsn):
@@ -2496,18 +2582,17 @@ class SctpAssociation:
             for c in sent:
                 off = (c.tsn - cum) & _U32
                 i = bisect_right(offsets, off) - 1
-                if i >= 0 and off <= (ends[i] - cum) & _U32:
-                    if not c.acked:
-                        c.acked = True
-                        if not c.abandoned:
-                            newly_acked += len(c.data)
-                            htna = c.tsn
-                            if c.sent_count == 1 and (rtt_sent is None or c.sent_time > rtt_sent):
-                                rtt_sent = c.sent_time
-                        if c.in_flight:
-                            c.in_flight = False
-                            self._flight_size -= len(c.data)
-                        c.retransmit = False
+                if i >= 0 and off <= (ends[i] - cum) & _U32 and not c.acked:
+                    c.acked = True
+                    if not c.abandoned:
+                        newly_acked += len(c.data)
+                        htna = c.tsn
+                        if c.sent_count == 1 and (rtt_sent is None or c.sent_time > rtt_sent):
+                            rtt_sent = c.sent_time
+                    if c.in_flight:
+                        c.in_flight = False
+                        self._flight_size -= len(c.data)
+                    c.retransmit = False
         if rtt_sent is not None and rtt_sent >= self._rtt_epoch:
             self._update_rtt(now - rtt_sent)
         if newly_acked:
@@ -2537,8 +2622,10 @@ class SctpAssociation:
 
         # Congestion control (RFC 9260 section 7.2).
         in_recovery = self._fast_recovery_exit is not None
-        if in_recovery and self._fast_recovery_exit is not None and tsn_le(
-            self._fast_recovery_exit, cum
+        if (
+            in_recovery
+            and self._fast_recovery_exit is not None
+            and tsn_le(self._fast_recovery_exit, cum)
         ):
             self._fast_recovery_exit = None
             in_recovery = False
@@ -2561,9 +2648,7 @@ class SctpAssociation:
 
         # T3-rtx: runs while anything is outstanding (or a FORWARD-TSN is unacknowledged);
         # restarts when the ack point moves.
-        outstanding = self._adv_ack_pending() or any(
-            not c.acked and not c.abandoned for c in sent
-        )
+        outstanding = self._adv_ack_pending() or any(not c.acked and not c.abandoned for c in sent)
         if not outstanding:
             self._t3_deadline = None
         elif cum_advanced or self._t3_deadline is None:
@@ -2639,8 +2724,9 @@ class SctpAssociation:
                 self._on_reconfig_response(param, now)
             elif isinstance(param, AddOutgoingStreamsRequest):
                 responses.append(self._answer_simple_request(param.request_seq, True))
-            elif isinstance(param, (IncomingResetRequest, SsnTsnResetRequest,
-                                    AddIncomingStreamsRequest)):
+            elif isinstance(
+                param, (IncomingResetRequest, SsnTsnResetRequest, AddIncomingStreamsRequest)
+            ):
                 responses.append(self._answer_simple_request(param.request_seq, False))
         for response in responses:
             self._queue(ReconfigChunk((response,)))
@@ -2648,16 +2734,13 @@ class SctpAssociation:
     def _answer_simple_request(self, seq: int, accept: bool) -> ReconfigResponse:
         if seq == self._peer_reconfig_expected:
             self._peer_reconfig_expected = tsn_add(seq, 1)
-            self._peer_reconfig_last_result = (
-                RESULT_SUCCESS_PERFORMED if accept else RESULT_DENIED
-            )
+            self._peer_reconfig_last_result = RESULT_SUCCESS_PERFORMED if accept else RESULT_DENIED
             return ReconfigResponse(seq, self._peer_reconfig_last_result)
         if seq == tsn_add(self._peer_reconfig_expected, -1):
             return ReconfigResponse(seq, self._peer_reconfig_last_result)
         return ReconfigResponse(seq, RESULT_ERROR_BAD_SEQUENCE)
 
-    def _on_peer_reset_request(self, request: OutgoingResetRequest,
-                               now: float) -> ReconfigResponse:
+    def _on_peer_reset_request(self, request: OutgoingResetRequest, now: float) -> ReconfigResponse:
         seq = request.request_seq
         if seq == self._peer_reconfig_expected:
             if self._peer_reset_deferred is not None:
@@ -2677,22 +2760,20 @@ class SctpAssociation:
 
     def _try_deferred_reset(self, now: float) -> None:
         request = self._peer_reset_deferred
-        if request is None or self._terminated or not tsn_le(request.last_tsn,
-                                                              self._peer_cum_tsn):
+        if request is None or self._terminated or not tsn_le(request.last_tsn, self._peer_cum_tsn):
             return
         self._peer_reset_deferred = None
         self._perform_peer_reset(request)
         self._peer_reconfig_last_result = RESULT_SUCCESS_PERFORMED
-        self._queue(ReconfigChunk((ReconfigResponse(request.request_seq,
-                                                    RESULT_SUCCESS_PERFORMED),)))
+        self._queue(
+            ReconfigChunk((ReconfigResponse(request.request_seq, RESULT_SUCCESS_PERFORMED),))
+        )
         held, self._deferred_data = self._deferred_data, []
         for chunk in held:
             self._reassemble(chunk)
 
     def _perform_peer_reset(self, request: OutgoingResetRequest) -> None:
-        streams = request.streams or tuple(
-            set(self._in_ssn) | set(self._pending_ordered)
-        )
+        streams = request.streams or tuple(set(self._in_ssn) | set(self._pending_ordered))
         for sid in streams:
             self._in_ssn.pop(sid, None)
             for ppid, data in self._pending_ordered.pop(sid, {}).values():
@@ -2720,8 +2801,11 @@ class SctpAssociation:
 
 
 def _same_message(a: DataChunk, b: DataChunk) -> bool:
-    return (a.stream_id == b.stream_id and a.unordered == b.unordered
-            and (a.unordered or a.ssn == b.ssn))
+    return (
+        a.stream_id == b.stream_id
+        and a.unordered == b.unordered
+        and (a.unordered or a.ssn == b.ssn)
+    )
 
 
 def _describe_causes(causes: tuple[Param, ...]) -> str:
@@ -2729,7 +2813,10 @@ def _describe_causes(causes: tuple[Param, ...]) -> str:
         return ""
     parts = []
     for code, value in causes:
-        text = value.decode("utf-8", "replace") if code in (
-            CAUSE_USER_ABORT, CAUSE_PROTOCOL_VIOLATION) else value.hex()
+        text = (
+            value.decode("utf-8", "replace")
+            if code in (CAUSE_USER_ABORT, CAUSE_PROTOCOL_VIOLATION)
+            else value.hex()
+        )
         parts.append(f"cause {code}" + (f" ({text})" if text else ""))
     return ": " + ", ".join(parts)

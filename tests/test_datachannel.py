@@ -16,14 +16,13 @@ import selectors
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 import pytest
 from aiortc.rtcdatachannel import RTCDataChannel, RTCDataChannelParameters
 from aiortc.rtcsctptransport import RTCSctpCapabilities, RTCSctpTransport
 from hypothesis import given
 from hypothesis import strategies as st
-
 from switchboard.engine.datachannel import (
     ChannelClosed,
     ChannelMessage,
@@ -48,7 +47,7 @@ from switchboard.engine.sctp import (
     SctpPacket,
 )
 
-Event = Union[DataChannelEvent, Connected, Closed]
+Event: TypeAlias = DataChannelEvent | Connected | Closed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,8 +60,9 @@ CALLS_DC_OPEN = bytes.fromhex("03000100000000000008000063616c6c732d6463")
 
 def test_dcep_open_roundtrip_is_byte_exact() -> None:
     message = parse_dcep(CALLS_DC_OPEN)
-    assert message == DcepOpen(channel_type=0, priority=256, reliability=0, label="calls-dc",
-                               protocol="")
+    assert message == DcepOpen(
+        channel_type=0, priority=256, reliability=0, label="calls-dc", protocol=""
+    )
     assert encode_dcep(message) == CALLS_DC_OPEN
     partial = DcepOpen(0x81, 512, 3, "lossy", "chat/1")
     data = bytes.fromhex("0381020000000003000500066c6f737379") + b"chat/1"
@@ -82,9 +82,18 @@ def test_dcep_ack_roundtrip() -> None:
         (b"\x02\x00", "DATA_CHANNEL_ACK has an invalid length of 2 bytes"),
         (b"\x07", "unknown DCEP message type 7"),
         (b"\x03\x00\x01", "DATA_CHANNEL_OPEN is too short (3 bytes, need 12)"),
-        (bytes.fromhex("030300000000000000000000"), "DATA_CHANNEL_OPEN has an unknown channel type 0x03"),
-        (CALLS_DC_OPEN[:-1], "DATA_CHANNEL_OPEN length 19 does not match label length 8 and protocol length 0"),
-        (CALLS_DC_OPEN + b"x", "DATA_CHANNEL_OPEN length 21 does not match label length 8 and protocol length 0"),
+        (
+            bytes.fromhex("030300000000000000000000"),
+            "DATA_CHANNEL_OPEN has an unknown channel type 0x03",
+        ),
+        (
+            CALLS_DC_OPEN[:-1],
+            "DATA_CHANNEL_OPEN length 19 does not match label length 8 and protocol length 0",
+        ),
+        (
+            CALLS_DC_OPEN + b"x",
+            "DATA_CHANNEL_OPEN length 21 does not match label length 8 and protocol length 0",
+        ),
     ],
 )
 def test_dcep_garbage_raises_value_error(data: bytes, message: str) -> None:
@@ -189,8 +198,9 @@ def test_channels_open_both_ways_with_dcep_and_id_parity() -> None:
     c, s = link.client, link.server
     dc = c.manager.open_channel("calls-dc", now=link.now)
     assert dc.stream_id == 0 and dc.state is ChannelState.CONNECTING
-    dc2 = c.manager.open_channel("second", protocol="p", ordered=False, max_retransmits=2,
-                                 priority=512, now=link.now)
+    dc2 = c.manager.open_channel(
+        "second", protocol="p", ordered=False, max_retransmits=2, priority=512, now=link.now
+    )
     assert dc2.stream_id == 2
     sdc = s.manager.open_channel("from-server", max_packet_lifetime=1500, now=link.now)
     assert sdc.stream_id == 1
@@ -198,8 +208,13 @@ def test_channels_open_both_ways_with_dcep_and_id_parity() -> None:
     remote = {e.channel.label: e.channel for e in s.of(ChannelOpened)}
     assert remote["calls-dc"].stream_id == 0 and remote["calls-dc"].ordered
     second = remote["second"]
-    assert (second.stream_id, second.protocol, second.ordered, second.max_retransmits,
-            second.priority) == (2, "p", False, 2, 512)
+    assert (
+        second.stream_id,
+        second.protocol,
+        second.ordered,
+        second.max_retransmits,
+        second.priority,
+    ) == (2, "p", False, 2, 512)
     assert remote["from-server"] is sdc
     theirs = next(e.channel for e in c.of(ChannelOpened) if e.channel.label == "from-server")
     assert theirs.stream_id == 1 and theirs.max_packet_lifetime == 1500
@@ -240,7 +255,9 @@ def test_close_by_either_side_resets_the_stream_and_frees_the_id() -> None:
         c.manager.send(dc, "too late", link.now)
     link.run_until(lambda: bool(c.of(ChannelClosed) and s.of(ChannelClosed)))
     assert s.messages() == ["last words"]
-    assert c.of(ChannelClosed) == [ChannelClosed(dc)] and s.of(ChannelClosed) == [ChannelClosed(server_dc)]
+    assert c.of(ChannelClosed) == [ChannelClosed(dc)] and s.of(ChannelClosed) == [
+        ChannelClosed(server_dc)
+    ]
     assert dc.state is server_dc.state is ChannelState.CLOSED
     assert c.manager.channels == [] and s.manager.channels == []
     # The server closes the next one; the id is reused and SSNs start over.
@@ -265,20 +282,30 @@ def test_a_closing_channel_waits_for_the_peers_reset() -> None:
     def strip_server_reset_requests(src: int, packet: bytes) -> bytes | None:
         parsed = SctpPacket.parse(packet)
         kept = tuple(
-            chunk for chunk in parsed.chunks
-            if not (src == 1 and isinstance(chunk, ReconfigChunk)
-                    and any(isinstance(p, OutgoingResetRequest) for p in chunk.params))
+            chunk
+            for chunk in parsed.chunks
+            if not (
+                src == 1
+                and isinstance(chunk, ReconfigChunk)
+                and any(isinstance(p, OutgoingResetRequest) for p in chunk.params)
+            )
         )
         if not kept:
             return None
-        return SctpPacket(parsed.source_port, parsed.destination_port,
-                          parsed.verification_tag, kept).serialize()
+        return SctpPacket(
+            parsed.source_port, parsed.destination_port, parsed.verification_tag, kept
+        ).serialize()
 
     link.rewrite = strip_server_reset_requests
     c.manager.close_channel(dc, link.now)
     # Our reset is acknowledged, but the peer's own reset never arrives.
-    link.run_until(lambda: s.of(ChannelClosed) == [] and c.assoc._reconfig_request is None
-                   and bool(s.assoc._reconfig_request))
+    link.run_until(
+        lambda: (
+            s.of(ChannelClosed) == []
+            and c.assoc._reconfig_request is None
+            and bool(s.assoc._reconfig_request)
+        )
+    )
     link.run_until(lambda: link.now > 0.5)
     assert dc.state is ChannelState.CLOSING and not c.of(ChannelClosed)
     link.rewrite = None  # the server's retransmitted request gets through
@@ -301,7 +328,12 @@ def test_garbage_is_counted_not_raised() -> None:
     c.manager.send(dc, "still fine", link.now)
     link.run_until(lambda: s.messages() == ["still fine"])
     stats = s.manager.stats
-    assert (stats.bad_dcep, stats.unexpected_dcep, stats.bad_messages, stats.unknown_stream) == (1, 2, 2, 1)
+    assert (stats.bad_dcep, stats.unexpected_dcep, stats.bad_messages, stats.unknown_stream) == (
+        1,
+        2,
+        2,
+        1,
+    )
     assert len(s.of(ChannelOpened)) == 1
 
 
@@ -322,7 +354,9 @@ def test_api_errors() -> None:
     manager = DataChannelManager(assoc, dtls_is_server=True)
     with pytest.raises(DataChannelError, match="^the SCTP association is not established$"):
         manager.open_channel("x", now=0.0)
-    with pytest.raises(DataChannelError, match="^set max_retransmits or max_packet_lifetime, not both$"):
+    with pytest.raises(
+        DataChannelError, match="^set max_retransmits or max_packet_lifetime, not both$"
+    ):
         manager.open_channel("x", max_retransmits=1, max_packet_lifetime=1, now=0.0)
     negotiated = manager.add_negotiated_channel(5, "neg")
     assert negotiated.state is ChannelState.OPEN and negotiated.negotiated
@@ -403,8 +437,9 @@ class FakeDtlsTransport:
 class Pipe:
     """Our association (DTLS server) <-> aiortc's RTCSctpTransport (DTLS client)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, active: bool, loss: float,
-                 seed: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, *, active: bool, loss: float, seed: int
+    ) -> None:
         self.loop = loop
         self.rng = random.Random(seed)
         self.loss = loss
@@ -496,7 +531,9 @@ class Pipe:
             self.timer.cancel()
 
 
-def run_virtual(scenario: Callable[[asyncio.AbstractEventLoop], Coroutine[Any, Any, None]]) -> float:
+def run_virtual(
+    scenario: Callable[[asyncio.AbstractEventLoop], Coroutine[Any, Any, None]],
+) -> float:
     """Run ``scenario`` on a virtual-clock loop; return the wall time it took."""
     loop = VirtualClockLoop()
     started = time.monotonic()
@@ -508,8 +545,9 @@ def run_virtual(scenario: Callable[[asyncio.AbstractEventLoop], Coroutine[Any, A
     return time.monotonic() - started
 
 
-async def calls_dc_scenario(loop: asyncio.AbstractEventLoop, *, active: bool, loss: float,
-                            seed: int) -> Pipe:
+async def calls_dc_scenario(
+    loop: asyncio.AbstractEventLoop, *, active: bool, loss: float, seed: int
+) -> Pipe:
     pipe = Pipe(loop, active=active, loss=loss, seed=seed)
     pipe.assoc.start(loop.time())
     pipe.pump()
@@ -532,8 +570,9 @@ async def calls_dc_scenario(loop: asyncio.AbstractEventLoop, *, active: bool, lo
     for item in down:
         pipe.manager.send(ours, item, loop.time())
     pipe.pump()
-    await pipe.until(lambda: len(pipe.of(ChannelMessage)) == len(up)
-                     and len(their_messages) == len(down))
+    await pipe.until(
+        lambda: len(pipe.of(ChannelMessage)) == len(up) and len(their_messages) == len(down)
+    )
     assert [e.data for e in pipe.of(ChannelMessage)] == up
     assert their_messages == down
 
@@ -607,4 +646,3 @@ def test_virtual_clock_loop_jumps_over_sleeps() -> None:
         assert loop.time() - t0 == pytest.approx(300)
 
     assert run_virtual(scenario) < 1.0
-

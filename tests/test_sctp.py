@@ -18,7 +18,6 @@ import pytest
 from aiortc import rtcsctptransport as aiortc_sctp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from switchboard.engine.sctp import (
     AbortChunk,
     AddIncomingStreamsRequest,
@@ -77,7 +76,9 @@ def raw_chunk(chunk_type: int, flags: int, body: bytes) -> bytes:
 
 def raw_param(param_type: int, value: bytes, pad: bool = True) -> bytes:
     length = 4 + len(value)
-    return struct.pack("!HH", param_type, length) + value + (b"\x00" * (-length % 4) if pad else b"")
+    return (
+        struct.pack("!HH", param_type, length) + value + (b"\x00" * (-length % 4) if pad else b"")
+    )
 
 
 def raw_packet(tag: int, *chunks: bytes, checksum: int | None = None) -> bytes:
@@ -250,9 +251,7 @@ ROUNDTRIP_CASES: list[tuple[str, bytes, Chunk]] = [
             raw_param(16, struct.pack("!II", 2438143828, 1))
             + raw_param(13, struct.pack("!IIIHH", 5, 6, 7, 2, 4), pad=False),
         ),
-        ReconfigChunk(
-            (ReconfigResponse(2438143828, 1), OutgoingResetRequest(5, 6, 7, (2, 4)))
-        ),
+        ReconfigChunk((ReconfigResponse(2438143828, 1), OutgoingResetRequest(5, 6, 7, (2, 4)))),
     ),
     (
         "re-config add outgoing streams",
@@ -280,11 +279,17 @@ ROUNDTRIP_CASES: list[tuple[str, bytes, Chunk]] = [
             )
         ),
     ),
-    ("unknown chunk", raw_chunk(0xC1, 0x5A, b"\x01\x02\x03"), UnknownChunk(0xC1, 0x5A, b"\x01\x02\x03")),
+    (
+        "unknown chunk",
+        raw_chunk(0xC1, 0x5A, b"\x01\x02\x03"),
+        UnknownChunk(0xC1, 0x5A, b"\x01\x02\x03"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "wire", "chunk"), ROUNDTRIP_CASES, ids=[c[0] for c in ROUNDTRIP_CASES])
+@pytest.mark.parametrize(
+    ("name", "wire", "chunk"), ROUNDTRIP_CASES, ids=[c[0] for c in ROUNDTRIP_CASES]
+)
 def test_chunk_roundtrip_is_byte_exact(name: str, wire: bytes, chunk: Chunk) -> None:
     data = raw_packet(0xDEADBEEF, wire)
     packet = parse(data)
@@ -304,7 +309,9 @@ def test_bundled_packet_roundtrip() -> None:
     assert packet.serialize() == data
 
 
-@pytest.mark.parametrize(("name", "wire", "chunk"), ROUNDTRIP_CASES, ids=[c[0] for c in ROUNDTRIP_CASES])
+@pytest.mark.parametrize(
+    ("name", "wire", "chunk"), ROUNDTRIP_CASES, ids=[c[0] for c in ROUNDTRIP_CASES]
+)
 def test_aiortc_encodes_the_same_bytes(name: str, wire: bytes, chunk: Chunk) -> None:
     """aiortc's independent codec, fed our packet, re-encodes it identically."""
     ours = SctpPacket(PORT, PORT, 1234, (chunk,)).serialize()
@@ -327,25 +334,64 @@ def test_zero_checksum_is_accepted_only_when_allowed() -> None:
     [
         (b"\x13\x88" * 6, "SCTP packet is too short (12 bytes, need at least 16)"),
         (raw_packet(1, raw_chunk(11, 0, b""), checksum=1), "SCTP packet has an invalid checksum"),
-        (raw_packet(1, struct.pack("!BBH", 11, 0, 2)), "SCTP chunk of type 11 has an invalid length of 2 bytes"),
-        (raw_packet(1, struct.pack("!BBH", 0, 3, 40) + bytes(8)), "SCTP chunk of type 0 has an invalid length of 40 bytes"),
+        (
+            raw_packet(1, struct.pack("!BBH", 11, 0, 2)),
+            "SCTP chunk of type 11 has an invalid length of 2 bytes",
+        ),
+        (
+            raw_packet(1, struct.pack("!BBH", 0, 3, 40) + bytes(8)),
+            "SCTP chunk of type 0 has an invalid length of 40 bytes",
+        ),
         (raw_packet(1, raw_chunk(11, 0, b""), b"\x00\x00"), "SCTP packet has 2 trailing bytes"),
         (raw_packet(1, raw_chunk(0, 3, bytes(8))), "DATA chunk is too short (12 bytes, need 16)"),
         (raw_packet(1, raw_chunk(0, 3, bytes(12))), "DATA chunk has no user data"),
         (raw_packet(1, raw_chunk(1, 0, bytes(12))), "INIT chunk is too short (16 bytes, need 20)"),
-        (raw_packet(1, raw_chunk(2, 0, bytes(15))), "INIT-ACK chunk is too short (19 bytes, need 20)"),
-        (raw_packet(0, raw_chunk(1, 0, bytes(16) + struct.pack("!HH", 5, 3))), "INIT parameter has an invalid length of 3 bytes"),
-        (raw_packet(0, raw_chunk(1, 0, bytes(16) + struct.pack("!HH", 5, 12) + bytes(4))), "INIT parameter has an invalid length of 12 bytes"),
-        (raw_packet(0, raw_chunk(1, 0, bytes(16) + b"\x00\x05")), "INIT parameter has 2 trailing bytes"),
-        (raw_packet(1, raw_chunk(3, 0, struct.pack("!IIHH", 1, 1, 1, 0))), "SACK chunk length 16 does not match 1 gap blocks and 0 duplicate TSNs"),
+        (
+            raw_packet(1, raw_chunk(2, 0, bytes(15))),
+            "INIT-ACK chunk is too short (19 bytes, need 20)",
+        ),
+        (
+            raw_packet(0, raw_chunk(1, 0, bytes(16) + struct.pack("!HH", 5, 3))),
+            "INIT parameter has an invalid length of 3 bytes",
+        ),
+        (
+            raw_packet(0, raw_chunk(1, 0, bytes(16) + struct.pack("!HH", 5, 12) + bytes(4))),
+            "INIT parameter has an invalid length of 12 bytes",
+        ),
+        (
+            raw_packet(0, raw_chunk(1, 0, bytes(16) + b"\x00\x05")),
+            "INIT parameter has 2 trailing bytes",
+        ),
+        (
+            raw_packet(1, raw_chunk(3, 0, struct.pack("!IIHH", 1, 1, 1, 0))),
+            "SACK chunk length 16 does not match 1 gap blocks and 0 duplicate TSNs",
+        ),
         (raw_packet(1, raw_chunk(3, 0, bytes(8))), "SACK chunk is too short (12 bytes, need 16)"),
-        (raw_packet(1, raw_chunk(7, 0, bytes(8))), "SHUTDOWN chunk has an invalid length of 12 bytes"),
-        (raw_packet(1, raw_chunk(192, 0, bytes(6))), "FORWARD-TSN chunk has an invalid length of 10 bytes"),
+        (
+            raw_packet(1, raw_chunk(7, 0, bytes(8))),
+            "SHUTDOWN chunk has an invalid length of 12 bytes",
+        ),
+        (
+            raw_packet(1, raw_chunk(192, 0, bytes(6))),
+            "FORWARD-TSN chunk has an invalid length of 10 bytes",
+        ),
         (raw_packet(1, raw_chunk(130, 0, b"")), "RE-CONFIG chunk has no parameters"),
-        (raw_packet(1, raw_chunk(130, 0, raw_param(13, bytes(11)))), "Outgoing SSN Reset Request has an invalid length of 15 bytes"),
-        (raw_packet(1, raw_chunk(130, 0, raw_param(16, bytes(12)))), "Re-configuration Response has an invalid length of 16 bytes"),
-        (raw_packet(1, raw_chunk(130, 0, raw_param(17, bytes(4)))), "Add Outgoing Streams Request has an invalid length of 8 bytes"),
-        (raw_packet(1, raw_chunk(6, 0, struct.pack("!HH", 1, 2))), "ABORT error cause has an invalid length of 2 bytes"),
+        (
+            raw_packet(1, raw_chunk(130, 0, raw_param(13, bytes(11)))),
+            "Outgoing SSN Reset Request has an invalid length of 15 bytes",
+        ),
+        (
+            raw_packet(1, raw_chunk(130, 0, raw_param(16, bytes(12)))),
+            "Re-configuration Response has an invalid length of 16 bytes",
+        ),
+        (
+            raw_packet(1, raw_chunk(130, 0, raw_param(17, bytes(4)))),
+            "Add Outgoing Streams Request has an invalid length of 8 bytes",
+        ),
+        (
+            raw_packet(1, raw_chunk(6, 0, struct.pack("!HH", 1, 2))),
+            "ABORT error cause has an invalid length of 2 bytes",
+        ),
     ],
 )
 def test_garbage_raises_value_error_with_clear_message(data: bytes, message: str) -> None:
@@ -392,12 +438,27 @@ reconfig_params: st.SearchStrategy[ReconfigParam] = st.one_of(
     st.builds(UnknownReconfigParam, st.integers(19, 0xFFFF), st.binary(max_size=9)),
 )
 chunks: st.SearchStrategy[Chunk] = st.one_of(
-    st.builds(DataChunk, u32, u16, u16, u32, st.binary(min_size=1, max_size=40), st.booleans(),
-              st.booleans(), st.booleans(), st.booleans()),
+    st.builds(
+        DataChunk,
+        u32,
+        u16,
+        u16,
+        u32,
+        st.binary(min_size=1, max_size=40),
+        st.booleans(),
+        st.booleans(),
+        st.booleans(),
+        st.booleans(),
+    ),
     st.builds(InitChunk, u32, u32, u16, u16, u32, params),
     st.builds(InitAckChunk, u32, u32, u16, u16, u32, params),
-    st.builds(SackChunk, u32, u32, st.lists(st.tuples(u16, u16), max_size=4).map(tuple),
-              st.lists(u32, max_size=4).map(tuple)),
+    st.builds(
+        SackChunk,
+        u32,
+        u32,
+        st.lists(st.tuples(u16, u16), max_size=4).map(tuple),
+        st.lists(u32, max_size=4).map(tuple),
+    ),
     st.builds(HeartbeatChunk, params),
     st.builds(HeartbeatAckChunk, params),
     st.builds(AbortChunk, params, st.booleans()),
@@ -409,14 +470,20 @@ chunks: st.SearchStrategy[Chunk] = st.one_of(
     st.builds(ShutdownCompleteChunk, st.booleans()),
     st.builds(ForwardTsnChunk, u32, st.lists(st.tuples(u16, u16), max_size=4).map(tuple)),
     st.builds(ReconfigChunk, st.lists(reconfig_params, min_size=1, max_size=3).map(tuple)),
-    st.builds(UnknownChunk, st.sampled_from([15, 64, 0x41, 0x80, 0x84, 0xC1, 0xFF]), u8,
-              st.binary(max_size=20)),
+    st.builds(
+        UnknownChunk,
+        st.sampled_from([15, 64, 0x41, 0x80, 0x84, 0xC1, 0xFF]),
+        u8,
+        st.binary(max_size=20),
+    ),
 )
 
 
 @settings(max_examples=300)
 @given(u16, u16, u32, st.lists(chunks, min_size=1, max_size=4).map(tuple))
-def test_serialize_parse_roundtrip(sport: int, dport: int, tag: int, items: tuple[Chunk, ...]) -> None:
+def test_serialize_parse_roundtrip(
+    sport: int, dport: int, tag: int, items: tuple[Chunk, ...]
+) -> None:
     packet = SctpPacket(sport, dport, tag, items)
     data = packet.serialize()
     assert SctpPacket.parse(data, accept_zero_checksum=False) == packet
@@ -462,7 +529,9 @@ class Net:
                     continue
                 if self.loss and self.rng.random() < self.loss:
                     continue
-                when = self.now + self.delay + (self.rng.uniform(0, self.jitter) if self.jitter else 0)
+                when = (
+                    self.now + self.delay + (self.rng.uniform(0, self.jitter) if self.jitter else 0)
+                )
                 heapq.heappush(self.queue, (when, next(self.seq), 1 - i, packet))
             self.events[i].extend(assoc.events())
 
@@ -508,15 +577,17 @@ class Net:
         return [e for e in self.events[i] if isinstance(e, cls)]
 
 
-def make_pair(*, config: SctpConfig | None = None, loss: float = 0.0, jitter: float = 0.0,
-              seed: int = 1) -> tuple[SctpAssociation, SctpAssociation, Net]:
+def make_pair(
+    *, config: SctpConfig | None = None, loss: float = 0.0, jitter: float = 0.0, seed: int = 1
+) -> tuple[SctpAssociation, SctpAssociation, Net]:
     client = SctpAssociation(is_client=True, config=config)
     server = SctpAssociation(config=config)
     return client, server, Net(client, server, loss=loss, jitter=jitter, seed=seed)
 
 
-def connected_pair(*, config: SctpConfig | None = None, loss: float = 0.0, jitter: float = 0.0,
-                   seed: int = 1) -> tuple[SctpAssociation, SctpAssociation, Net]:
+def connected_pair(
+    *, config: SctpConfig | None = None, loss: float = 0.0, jitter: float = 0.0, seed: int = 1
+) -> tuple[SctpAssociation, SctpAssociation, Net]:
     client, server, net = make_pair(config=config, loss=loss, jitter=jitter, seed=seed)
     client.start(net.now)
     server.start(net.now)
@@ -534,7 +605,7 @@ def chunk_types(packets: list[bytes]) -> list[list[str]]:
 
 
 def test_handshake_passive_server_keeps_no_state_before_cookie_echo() -> None:
-    client, server, net = make_pair()
+    client, server, _net = make_pair()
     client.start(0.0)
     server.start(0.0)  # passive: nothing to send
     assert server.datagrams_to_send(0.0) == []
@@ -588,7 +659,7 @@ def test_init_collision_both_sides_active() -> None:
 
 
 def test_init_is_retransmitted_with_backoff() -> None:
-    client, server, net = make_pair()
+    client, _server, net = make_pair()
     sent_at: list[float] = []
 
     def drop(src: int, packet: bytes) -> bool:
@@ -605,7 +676,7 @@ def test_init_is_retransmitted_with_backoff() -> None:
 
 
 def test_cookie_echo_is_retransmitted() -> None:
-    client, server, net = make_pair()
+    client, _server, net = make_pair()
     echoes: list[float] = []
 
     def drop(src: int, packet: bytes) -> bool:
@@ -627,8 +698,9 @@ def test_init_collision_under_heavy_loss(seed: int) -> None:
     net = Net(a, b, loss=0.3, jitter=0.05, seed=seed)
     a.start(0.0)
     b.start(random.Random(seed).uniform(0, 0.05))
-    net.run_until(lambda: bool(net.of_type(0, Connected) and net.of_type(1, Connected)),
-                  timeout=120)
+    net.run_until(
+        lambda: bool(net.of_type(0, Connected) and net.of_type(1, Connected)), timeout=120
+    )
     assert a.peer_tag == b.local_tag and b.peer_tag == a.local_tag
     for i in range(5):
         a.send(0, 51, b"a%d" % i, now=net.now)
@@ -639,7 +711,7 @@ def test_init_collision_under_heavy_loss(seed: int) -> None:
 
 
 def test_setup_fails_after_max_init_retransmissions() -> None:
-    client, server, net = make_pair(config=SctpConfig(max_init_retransmissions=3))
+    client, _server, net = make_pair(config=SctpConfig(max_init_retransmissions=3))
     net.drop = lambda src, packet: True
     client.start(0.0)
     net.run_until(lambda: bool(net.of_type(0, Closed)), timeout=100)
@@ -692,8 +764,9 @@ def test_stale_cookie_error_makes_the_client_start_over() -> None:
 
 
 def test_endless_stale_cookies_end_the_setup() -> None:
-    client, server, net = make_pair(config=SctpConfig(cookie_lifetime=0.01,
-                                                      max_init_retransmissions=3))
+    client, server, net = make_pair(
+        config=SctpConfig(cookie_lifetime=0.01, max_init_retransmissions=3)
+    )
     client.start(0.0)
     net.run_until(lambda: bool(net.of_type(0, Closed)), timeout=30)
     assert net.of_type(0, Closed) == [Closed("association setup failed: 4 stale cookie errors")]
@@ -704,13 +777,17 @@ def test_packets_from_nowhere_and_bad_tags_are_counted() -> None:
     server = SctpAssociation()
     server.receive(b"garbage", 0.0)
     assert server.stats.bad_packets == 1
-    server.receive(raw_packet(server.local_tag, raw_chunk(3, 0, struct.pack("!IIHH", 1, 1, 0, 0))), 0.0)
+    server.receive(
+        raw_packet(server.local_tag, raw_chunk(3, 0, struct.pack("!IIHH", 1, 1, 0, 0))), 0.0
+    )
     assert server.stats.out_of_the_blue == 1
     server.receive(raw_packet(5, raw_chunk(11, 0, b"")), 0.0)
     assert server.stats.bad_verification_tag == 1
     wrong_port = bytearray(raw_packet(0, raw_chunk(1, 0, struct.pack("!IIHHI", 1, 9999, 1, 1, 1))))
     wrong_port[2:4] = b"\x13\x89"
-    wrong_port[8:12] = struct.pack("<I", google_crc32c.value(bytes(wrong_port[:8]) + bytes(4) + bytes(wrong_port[12:])))
+    wrong_port[8:12] = struct.pack(
+        "<I", google_crc32c.value(bytes(wrong_port[:8]) + bytes(4) + bytes(wrong_port[12:]))
+    )
     server.receive(bytes(wrong_port), 0.0)
     assert server.stats.bad_ports == 1
     # INIT must be alone and carry tag 0; an INIT with tag 0 in its body is a violation.
@@ -721,7 +798,9 @@ def test_packets_from_nowhere_and_bad_tags_are_counted() -> None:
 
 
 def test_config_is_validated_with_field_names() -> None:
-    with pytest.raises(SctpConfigError, match="^max_packet_size must be a multiple of 4 in 256..65535, got 1191$"):
+    with pytest.raises(
+        SctpConfigError, match="^max_packet_size must be a multiple of 4 in 256..65535, got 1191$"
+    ):
         SctpConfig(max_packet_size=1191)
     with pytest.raises(SctpConfigError, match="^inbound_streams must be in 1..65535, got 0$"):
         SctpConfig(inbound_streams=0)
@@ -736,13 +815,15 @@ def test_config_is_validated_with_field_names() -> None:
 
 
 def test_send_errors_are_typed_and_clear() -> None:
-    client, server, net = make_pair()
+    client, _, net = make_pair()
     with pytest.raises(SctpStateError, match="^cannot send in state closed$"):
         client.send(0, 51, b"x", now=0.0)
-    client, server, net = connected_pair()
+    client, _server, net = connected_pair()
     with pytest.raises(SctpMessageError, match="^SCTP cannot carry an empty message"):
         client.send(0, 51, b"", now=net.now)
-    with pytest.raises(SctpMessageError, match=r"^message of 262145 bytes exceeds max_message_size \(262144\)$"):
+    with pytest.raises(
+        SctpMessageError, match=r"^message of 262145 bytes exceeds max_message_size \(262144\)$"
+    ):
         client.send(0, 53, bytes(262145), now=net.now)
     with pytest.raises(SctpStreamError, match=r"^stream 65535 is out of range \(0..65534\)$"):
         client.send(65535, 53, b"x", now=net.now)
@@ -761,7 +842,10 @@ def test_ordered_unordered_and_large_messages_both_ways() -> None:
     net.run_until(lambda: len(net.data(1)) == 3 and len(net.data(0)) == 2)
     got = net.data(1)
     assert StreamData(3, 53, b"unordered") in got
-    assert [e for e in got if e.stream_id == 1] == [StreamData(1, 51, b"first"), StreamData(1, 53, big)]
+    assert [e for e in got if e.stream_id == 1] == [
+        StreamData(1, 51, b"first"),
+        StreamData(1, 53, big),
+    ]
     assert net.data(0) == [StreamData(1, 51, b"reply"), StreamData(1, 53, big[::-1])]
     assert all(len(p) <= 1188 for side in net.sent for p in side)
     assert max(len(p) for p in net.sent[0]) == 1188
@@ -786,7 +870,9 @@ def test_lossy_reordering_link_delivers_everything_in_order_per_stream() -> None
     client.send(6, 53, big, now=net.now)
     server.send(7, 53, big, now=net.now)
     total = sum(len(v) for v in expected.values()) + 1
-    net.run_until(lambda: len(net.data(1)) == total and len(net.data(0)) == len(back) + 1, timeout=120)
+    net.run_until(
+        lambda: len(net.data(1)) == total and len(net.data(0)) == len(back) + 1, timeout=120
+    )
     for stream, payloads in expected.items():
         assert [e.data for e in net.data(1) if e.stream_id == stream] == payloads
     assert [e.data for e in net.data(1) if e.stream_id == 6] == [big]
@@ -825,12 +911,23 @@ def test_delayed_sack_waits_200ms_for_a_single_packet() -> None:
     assert chunk_types(server.datagrams_to_send(t0 + 0.31)) == [["SackChunk"]]
 
 
-def raw_handshake(server: SctpAssociation, tsn: int = 1000, tag: int = 77,
-                  a_rwnd: int = 1 << 20) -> InitAckChunk:
+def raw_handshake(
+    server: SctpAssociation, tsn: int = 1000, tag: int = 77, a_rwnd: int = 1 << 20
+) -> InitAckChunk:
     """Establish ``server`` from hand-made INIT / COOKIE-ECHO; return its INIT-ACK."""
-    server.receive(raw_packet(0, raw_chunk(1, 0, struct.pack("!IIHHI", tag, a_rwnd, 16, 16, tsn)
-                                           + raw_param(0xC000, b"")
-                                           + raw_param(0x8008, bytes([130, 192]), pad=False))), 0.0)
+    server.receive(
+        raw_packet(
+            0,
+            raw_chunk(
+                1,
+                0,
+                struct.pack("!IIHHI", tag, a_rwnd, 16, 16, tsn)
+                + raw_param(0xC000, b"")
+                + raw_param(0x8008, bytes([130, 192]), pad=False),
+            ),
+        ),
+        0.0,
+    )
     ack = parse(server.datagrams_to_send(0.0)[0]).chunks[0]
     assert isinstance(ack, InitAckChunk)
     cookie = ack.param(7)
@@ -841,9 +938,19 @@ def raw_handshake(server: SctpAssociation, tsn: int = 1000, tag: int = 77,
     return ack
 
 
-def raw_data(server: SctpAssociation, tsn: int, payload: bytes, *, sid: int = 0, ssn: int = 0,
-             flags: int = 3, ppid: int = 51) -> bytes:
-    return raw_packet(server.local_tag, raw_chunk(0, flags, struct.pack("!IHHI", tsn, sid, ssn, ppid) + payload))
+def raw_data(
+    server: SctpAssociation,
+    tsn: int,
+    payload: bytes,
+    *,
+    sid: int = 0,
+    ssn: int = 0,
+    flags: int = 3,
+    ppid: int = 51,
+) -> bytes:
+    return raw_packet(
+        server.local_tag, raw_chunk(0, flags, struct.pack("!IHHI", tsn, sid, ssn, ppid) + payload)
+    )
 
 
 def sack_of(packets: list[bytes]) -> SackChunk:
@@ -867,7 +974,13 @@ def test_sack_reports_gap_blocks_and_duplicates() -> None:
     server.receive(raw_data(server, 1004, b"m4", ssn=4), 1.1)
     sack = sack_of(server.datagrams_to_send(1.1))
     assert (sack.cumulative_tsn, sack.gaps, sack.duplicates) == (1005, (), ())
-    assert [e.data for e in server.events() if isinstance(e, StreamData)] == [b"m1", b"m2", b"m3", b"m4", b"m5"]
+    assert [e.data for e in server.events() if isinstance(e, StreamData)] == [
+        b"m1",
+        b"m2",
+        b"m3",
+        b"m4",
+        b"m5",
+    ]
 
 
 def test_fragments_reassemble_out_of_order_and_interleaved_unordered() -> None:
@@ -925,7 +1038,7 @@ def test_forward_tsn_skips_abandoned_data_and_releases_ordered_messages() -> Non
 
 
 def test_fast_retransmit_before_t3() -> None:
-    client, server, net = connected_pair()
+    client, _server, net = connected_pair()
     dropped: list[int] = []
 
     def drop(src: int, packet: bytes) -> bool:
@@ -947,7 +1060,7 @@ def test_fast_retransmit_before_t3() -> None:
 
 
 def test_congestion_window_grows_in_slow_start_and_shrinks_on_loss() -> None:
-    client, server, net = connected_pair()
+    client, _server, net = connected_pair()
     assert client.cwnd == 10 * 1188
     client.send(0, 53, bytes(200 * 1024), now=net.now)
     net.run_until(lambda: bool(net.data(1)))
@@ -976,7 +1089,7 @@ def test_congestion_window_grows_in_slow_start_and_shrinks_on_loss() -> None:
 
 
 def test_t3_retransmission_backs_off_and_then_recovers() -> None:
-    client, server, net = connected_pair()
+    client, _server, net = connected_pair()
     net.drop = lambda src, packet: src == 0 and isinstance(parse(packet).chunks[-1], DataChunk)
     client.send(0, 51, b"hello", now=net.now)
     net.run_for(4.0)
@@ -989,11 +1102,13 @@ def test_t3_retransmission_backs_off_and_then_recovers() -> None:
 
 def test_unreachable_peer_closes_the_association() -> None:
     config = SctpConfig(max_retransmissions=3, rto_max=2.0)
-    client, server, net = connected_pair(config=config)
+    client, _server, net = connected_pair(config=config)
     net.drop = lambda src, packet: True
     client.send(0, 51, b"into the void", now=net.now)
     net.run_until(lambda: bool(net.of_type(0, Closed)), timeout=60)
-    assert net.of_type(0, Closed) == [Closed("peer unreachable: 4 consecutive retransmission timeouts")]
+    assert net.of_type(0, Closed) == [
+        Closed("peer unreachable: 4 consecutive retransmission timeouts")
+    ]
     assert client.state is AssociationState.CLOSED
     assert client.next_timer() is None
 
@@ -1008,17 +1123,23 @@ def test_heartbeats_when_idle_and_answers_to_peer_heartbeats() -> None:
 
     server2 = SctpAssociation()
     raw_handshake(server2)
-    server2.receive(raw_packet(server2.local_tag, raw_chunk(4, 0, raw_param(1, b"opaque-info", pad=False))), 1.0)
+    server2.receive(
+        raw_packet(server2.local_tag, raw_chunk(4, 0, raw_param(1, b"opaque-info", pad=False))), 1.0
+    )
     (reply,) = server2.datagrams_to_send(1.0)
     assert parse(reply).chunks == (HeartbeatAckChunk(((1, b"opaque-info"),)),)
     assert parse(reply).verification_tag == 77
 
 
 def test_missed_heartbeats_fail_the_association() -> None:
-    client, server, net = connected_pair(config=SctpConfig(max_retransmissions=2, heartbeat_interval=5.0))
+    _client, _server, net = connected_pair(
+        config=SctpConfig(max_retransmissions=2, heartbeat_interval=5.0)
+    )
     net.drop = lambda src, packet: True
     net.run_until(lambda: bool(net.of_type(0, Closed)), timeout=100)
-    assert net.of_type(0, Closed) == [Closed("peer unreachable: 3 consecutive retransmission timeouts")]
+    assert net.of_type(0, Closed) == [
+        Closed("peer unreachable: 3 consecutive retransmission timeouts")
+    ]
 
 
 def test_partial_reliability_abandons_and_forward_tsn_moves_on() -> None:
@@ -1059,14 +1180,31 @@ def test_unknown_chunks_follow_their_type_bits() -> None:
     server = SctpAssociation()
     raw_handshake(server, tsn=1000)
     # 0xC1: skip and report; the DATA after it is processed.
-    server.receive(raw_packet(server.local_tag, raw_chunk(0xC1, 0, b"ab"),
-                              raw_chunk(0, 3, struct.pack("!IHHI", 1000, 0, 0, 51) + b"x")), 1.0)
+    server.receive(
+        raw_packet(
+            server.local_tag,
+            raw_chunk(0xC1, 0, b"ab"),
+            raw_chunk(0, 3, struct.pack("!IHHI", 1000, 0, 0, 51) + b"x"),
+        ),
+        1.0,
+    )
     assert server.events() == [StreamData(0, 51, b"x")]
-    errors = [c for p in server.datagrams_to_send(1.0) for c in parse(p).chunks if isinstance(c, ErrorChunk)]
+    errors = [
+        c
+        for p in server.datagrams_to_send(1.0)
+        for c in parse(p).chunks
+        if isinstance(c, ErrorChunk)
+    ]
     assert errors[0].causes[0][0] == 6
     # 0x3F: stop processing silently; the DATA after it is ignored.
-    server.receive(raw_packet(server.local_tag, raw_chunk(0x3F, 0, b""),
-                              raw_chunk(0, 3, struct.pack("!IHHI", 1001, 0, 1, 51) + b"y")), 1.0)
+    server.receive(
+        raw_packet(
+            server.local_tag,
+            raw_chunk(0x3F, 0, b""),
+            raw_chunk(0, 3, struct.pack("!IHHI", 1001, 0, 1, 51) + b"y"),
+        ),
+        1.0,
+    )
     assert server.events() == []
     assert server.stats.unknown_chunks == 2
 
@@ -1099,12 +1237,17 @@ def test_stream_reset_both_directions_and_ssn_restart() -> None:
 
 
 def test_stream_reset_waits_for_lost_data() -> None:
-    client, server, net = connected_pair()
+    client, _server, net = connected_pair()
     lose = {"on": True}
 
     def drop(src: int, packet: bytes) -> bool:
-        return lose["on"] and src == 0 and any(
-            isinstance(c, DataChunk) and c.user_data == b"lost once" for c in parse(packet).chunks
+        return (
+            lose["on"]
+            and src == 0
+            and any(
+                isinstance(c, DataChunk) and c.user_data == b"lost once"
+                for c in parse(packet).chunks
+            )
         )
 
     net.drop = drop
@@ -1129,8 +1272,13 @@ def test_peer_reset_request_sequence_numbers() -> None:
     def request(seq: int, last_tsn: int) -> list[ReconfigParam]:
         param = raw_param(13, struct.pack("!IIIH", seq, 0, last_tsn, 3), pad=False)
         server.receive(raw_packet(server.local_tag, raw_chunk(130, 0, param)), 1.0)
-        return [p for pk in server.datagrams_to_send(1.0) for c in parse(pk).chunks
-                if isinstance(c, ReconfigChunk) for p in c.params]
+        return [
+            p
+            for pk in server.datagrams_to_send(1.0)
+            for c in parse(pk).chunks
+            if isinstance(c, ReconfigChunk)
+            for p in c.params
+        ]
 
     assert request(1000, 1000) == [ReconfigResponse(1000, 1)]
     assert request(1000, 1000) == [ReconfigResponse(1000, 1)]  # retransmission: same answer
@@ -1138,8 +1286,13 @@ def test_peer_reset_request_sequence_numbers() -> None:
     assert request(1001, 1001) == [ReconfigResponse(1001, 6)]  # data 1001 not received yet
     assert [e for e in server.events() if isinstance(e, StreamReset)] == [StreamReset((3,))]
     server.receive(raw_data(server, 1001, b"y", sid=3, ssn=0), 1.1)  # SSN restarted
-    replies = [p for pk in server.datagrams_to_send(1.1) for c in parse(pk).chunks
-               if isinstance(c, ReconfigChunk) for p in c.params]
+    replies = [
+        p
+        for pk in server.datagrams_to_send(1.1)
+        for c in parse(pk).chunks
+        if isinstance(c, ReconfigChunk)
+        for p in c.params
+    ]
     assert replies == [ReconfigResponse(1001, 1)]
     assert server.events() == [StreamData(3, 51, b"y"), StreamReset((3,))]
 
@@ -1193,30 +1346,64 @@ def test_close_before_established() -> None:
 
 fuzz_chunks: st.SearchStrategy[bytes] = st.one_of(
     st.builds(lambda t, f, b: raw_chunk(t, f, b), u8, u8, st.binary(max_size=40)),
-    st.builds(lambda f, tsn, sid, ssn, p: raw_chunk(0, f, struct.pack("!IHHI", tsn, sid, ssn, 51) + p),
-              st.integers(0, 15), st.integers(995, 1010) | u32, st.integers(0, 20), st.integers(0, 5),
-              st.binary(min_size=1, max_size=30)),
-    st.builds(lambda cum, gaps: raw_chunk(3, 0, struct.pack("!IIHH", cum, 5000, len(gaps), 0)
-                                          + b"".join(struct.pack("!HH", *g) for g in gaps)),
-              u32, st.lists(st.tuples(u16, u16), max_size=4)),
-    st.builds(lambda c, s: raw_chunk(192, 0, struct.pack("!I", c) + b"".join(struct.pack("!HH", *x) for x in s)),
-              st.integers(995, 1010) | u32, st.lists(st.tuples(st.integers(0, 20), u16), max_size=3)),
-    st.builds(lambda p: raw_chunk(130, 0, p), st.sampled_from([
-        raw_param(13, struct.pack("!IIIH", 1000, 0, 1003, 1), pad=False),
-        raw_param(13, struct.pack("!III", 1001, 0, 999), pad=False),
-        raw_param(16, struct.pack("!II", 0, 1), pad=False),
-        raw_param(14, struct.pack("!IH", 1000, 2), pad=False),
-        raw_param(17, struct.pack("!IHH", 1000, 3, 0), pad=False),
-    ])),
-    st.sampled_from([raw_chunk(7, 0, struct.pack("!I", 0)), raw_chunk(8, 0, b""), raw_chunk(14, 0, b""),
-                     raw_chunk(6, 0, b""), raw_chunk(4, 0, raw_param(1, b"x")), raw_chunk(5, 0, b""),
-                     raw_chunk(11, 0, b""), raw_chunk(10, 0, bytes(80)), raw_chunk(9, 0, raw_param(3, bytes(4)))]),
+    st.builds(
+        lambda f, tsn, sid, ssn, p: raw_chunk(0, f, struct.pack("!IHHI", tsn, sid, ssn, 51) + p),
+        st.integers(0, 15),
+        st.integers(995, 1010) | u32,
+        st.integers(0, 20),
+        st.integers(0, 5),
+        st.binary(min_size=1, max_size=30),
+    ),
+    st.builds(
+        lambda cum, gaps: raw_chunk(
+            3,
+            0,
+            struct.pack("!IIHH", cum, 5000, len(gaps), 0)
+            + b"".join(struct.pack("!HH", *g) for g in gaps),
+        ),
+        u32,
+        st.lists(st.tuples(u16, u16), max_size=4),
+    ),
+    st.builds(
+        lambda c, s: raw_chunk(
+            192, 0, struct.pack("!I", c) + b"".join(struct.pack("!HH", *x) for x in s)
+        ),
+        st.integers(995, 1010) | u32,
+        st.lists(st.tuples(st.integers(0, 20), u16), max_size=3),
+    ),
+    st.builds(
+        lambda p: raw_chunk(130, 0, p),
+        st.sampled_from(
+            [
+                raw_param(13, struct.pack("!IIIH", 1000, 0, 1003, 1), pad=False),
+                raw_param(13, struct.pack("!III", 1001, 0, 999), pad=False),
+                raw_param(16, struct.pack("!II", 0, 1), pad=False),
+                raw_param(14, struct.pack("!IH", 1000, 2), pad=False),
+                raw_param(17, struct.pack("!IHH", 1000, 3, 0), pad=False),
+            ]
+        ),
+    ),
+    st.sampled_from(
+        [
+            raw_chunk(7, 0, struct.pack("!I", 0)),
+            raw_chunk(8, 0, b""),
+            raw_chunk(14, 0, b""),
+            raw_chunk(6, 0, b""),
+            raw_chunk(4, 0, raw_param(1, b"x")),
+            raw_chunk(5, 0, b""),
+            raw_chunk(11, 0, b""),
+            raw_chunk(10, 0, bytes(80)),
+            raw_chunk(9, 0, raw_param(3, bytes(4))),
+        ]
+    ),
 )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.lists(fuzz_chunks, min_size=1, max_size=4), min_size=1, max_size=6),
-       st.lists(st.booleans(), min_size=6, max_size=6))
+@given(
+    st.lists(st.lists(fuzz_chunks, min_size=1, max_size=4), min_size=1, max_size=6),
+    st.lists(st.booleans(), min_size=6, max_size=6),
+)
 def test_fuzzed_association_never_raises(packets: list[list[bytes]], tag_ok: list[bool]) -> None:
     server = SctpAssociation()
     raw_handshake(server, tsn=1000)
@@ -1251,7 +1438,9 @@ def test_mutated_real_packets_never_crash_either_side(data: st.DataObject) -> No
             buf = bytearray(packet)
             for _ in range(rng.randint(1, 4)):
                 buf[rng.randrange(12, len(buf))] = rng.randrange(256)
-            buf[8:12] = struct.pack("<I", google_crc32c.value(bytes(buf[:8]) + bytes(4) + bytes(buf[12:])))
+            buf[8:12] = struct.pack(
+                "<I", google_crc32c.value(bytes(buf[:8]) + bytes(4) + bytes(buf[12:]))
+            )
             net.assocs[1 - src].receive(bytes(buf), net.now)
         return False
 
