@@ -1218,8 +1218,9 @@ def apply_answer(state: NegotiationState, answer: SessionDescription) -> RemoteI
     infos: list[MediaInfo] = []
     for i, (sec, om, am) in enumerate(zip(sections, offer.media, answer.media)):
         if sec.rejected:
-            if not am.rejected:
-                raise NegotiationError(f"the answer accepts mid={sec.mid}, which the offer stopped")
+            # A stopped section stays stopped whatever the answer says (aiortc
+            # answers it with a port and a=inactive); we send nothing on it.
+            pass
         elif am.rejected:
             sec.rejected = True
             sec.out_track = None

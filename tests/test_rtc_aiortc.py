@@ -149,3 +149,22 @@ async def test_signaling_timeout_closes_session(rtc: tuple[RtcServer, Hub]) -> N
     server.init_session(c.cfg)
     await wait_for(lambda: any(s == "silent" for s, _ in hub.closed), timeout=5)
     assert "signaling timeout" in dict(hub.closed)["silent"]
+
+
+async def test_remaining_client_survives_anothers_leave(rtc: tuple[RtcServer, Hub]) -> None:
+    """After a leave the server stops that section in an offer to the others;
+    aiortc answers a stopped section with a port and a=inactive. The answer
+    must be accepted (regression: the session was closed after 3 retries)."""
+    server, hub = rtc
+    server.config = type(server.config)(**{**server.config.__dict__, "answer_timeout": 1.0})
+    a, b = AiortcClient(server, "ra"), AiortcClient(server, "rb")
+    hub.clients.update(ra=a, rb=b)
+    await a.join(ToneTrack(350))
+    await b.join()
+    a.send(MessageType.UNMUTE)
+    await wait_for(lambda: len(b.frequencies()) == 1, timeout=30)
+    server.close_session("ra", "leave")
+    await asyncio.sleep(4.0)
+    assert "rb" in server.sessions and not any(s == "rb" for s, _ in hub.closed)
+    neg = server.sessions["rb"].neg
+    assert neg.pending_offer is None and not neg.out_tracks
