@@ -1,8 +1,9 @@
 """The ``switchboard`` command.
 
-``switchboard serve`` runs the SFU as a service: for now the media plane on
-UDP :8443 with its defaults (the rtcd-compatible host API on :8045 joins it in
-the service issue).
+- ``switchboard serve``: the SFU as a service, a drop-in for rtcd: the host
+  API on :8045 and media on UDP/TCP :8443, configured by rtcd's
+  ``config.toml`` and ``RTCD_*`` variables. SIGTERM drains (no new calls,
+  running calls continue for the grace period); a second signal stops.
 """
 
 from __future__ import annotations
@@ -12,49 +13,71 @@ import asyncio
 import logging
 import signal
 import sys
-
-from switchboard.engine.mediaplane import MediaConfig, MediaPlane
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 log = logging.getLogger("sfu.cli")
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    plane = MediaPlane(MediaConfig(addresses=tuple(args.address), port=args.port))
-    await plane.start()
-    for info in plane.socket_info:
+    from .config import ConfigError, load_config
+    from .logsetup import configure_logging
+    from .service import Service, ServiceOptions
+
+    try:
+        cfg = load_config(args.config)
+        options = ServiceOptions.from_config(cfg)
+    except (ConfigError, ValueError) as exc:
+        print(f"switchboard: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(cfg.logger)
+    service = Service(options)
+    await service.start()
+    for info in service.rtc.plane.socket_info:
         log.info("media: UDP %s:%d (receive buffer %d, send buffer %d bytes)",
                  info.address[0], info.address[1], info.rcvbuf, info.sndbuf)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    signals = 0
+    drained = asyncio.Event()
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("signal received: draining (send it again to stop at once)")
+            task = loop.create_task(service.drain())
+            task.add_done_callback(lambda _: drained.set())
+        else:
+            log.info("second signal: stopping now")
+            drained.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"switchboard: media plane listening on UDP port {plane.socket_info[0].address[1]}; "
-          "Ctrl-C to stop", flush=True)
-    await stop.wait()
-    await plane.stop()
+        loop.add_signal_handler(sig, on_signal)
+    print(f"switchboard: serving the rtcd API on {options.listen_address}, media on UDP/TCP "
+          f"{options.rtc.media.port}", flush=True)
+    await drained.wait()
+    await service.stop()
     return 0
 
 
-def _run(coro_fn: object, args: argparse.Namespace) -> int:
+def run(coro_fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
+    """Run on uvloop when available (the media plane works on either loop)."""
     try:
         import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency, but keep asyncio working
-        return asyncio.run(coro_fn(args))  # type: ignore[operator,no-any-return]
-    return uvloop.run(coro_fn(args))  # type: ignore[operator,no-any-return]
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro_fn(args))
+    return uvloop.run(coro_fn(args))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard", description="WebRTC SFU for voice calls and screen sharing")
-    parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the SFU service")
-    serve.add_argument("--address", action="append", default=None, help="media listen address (repeatable)")
-    serve.add_argument("--port", type=int, default=8443, help="media UDP port (default 8443)")
+    serve = sub.add_parser("serve", help="run the SFU service (rtcd-compatible API on :8045, media on :8443)")
+    serve.add_argument("-config", "--config", default="config/config.toml",
+                       help="TOML configuration (rtcd's format; a missing file means defaults)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
-        args.address = args.address or ["0.0.0.0"]
-        return _run(_serve, args)
+        return run(_serve, args)
     return 2
 
 

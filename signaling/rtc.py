@@ -177,6 +177,8 @@ class RtcConfig:
     """Seconds the server waits for the signaling lock."""
     vad_interval: float = 0.1
     """Seconds between voice activity evaluations."""
+    nack_buffer_size: int = 256
+    """Packets kept per video track for NACK retransmission (rtc.nack_buffer_size)."""
 
 
 class Call:

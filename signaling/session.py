@@ -298,20 +298,21 @@ class RtcSession:
             if m.kind == "audio":
                 level_id = level_id or (m.extension_id(AUDIO_LEVEL_URI) or 0)
         self.plane.set_session_extensions(self.sid, mid=mid_id, rid=rid_id, audio_level=level_id)
-        sending: set[tuple[str, str]] = set()
+        wanted: dict[tuple[str, str], tuple[MediaInfo, str]] = {}
         for m in info.media:
             if m.kind not in ("audio", "video") or not m.client_sends or not m.codecs:
                 continue
             ttype = self._classify(m)
-            if ttype is None:
-                continue
-            key = (m.mid, ttype)
-            sending.add(key)
+            if ttype is not None:
+                wanted[(m.mid, ttype)] = (m, ttype)
+        # removals first: a track that changes type (voice -> screen-audio
+        # once its stream is announced as the screen) keeps its SSRC
+        for key in list(self.published):
+            if key not in wanted:
+                self._unpublish(key)
+        for key, (m, ttype) in wanted.items():
             if key not in self.published:
                 self._publish(key, m, ttype)
-        for key in list(self.published):
-            if key not in sending:
-                self._unpublish(key)
 
     def _classify(self, m: MediaInfo) -> str | None:
         sid = m.stream_id
@@ -338,12 +339,12 @@ class RtcSession:
                 for rid in m.rids:
                     layers[rid] = self.plane.publish(
                         self.sid, kind=kind, clock_rate=codec.clock_rate, mid=m.mid, rid=rid,
-                        nack_slots=512, nack_upstream=True)
+                        nack_slots=self.server.config.nack_buffer_size, nack_upstream=True)
             else:
                 layers[""] = self.plane.publish(
                     self.sid, kind=kind, clock_rate=codec.clock_rate,
                     ssrc=primary[0] if primary else 0, mid=m.mid if not primary else "",
-                    nack_slots=512 if kind == KIND_VIDEO else 0, nack_upstream=kind == KIND_VIDEO)
+                    nack_slots=self.server.config.nack_buffer_size if kind == KIND_VIDEO else 0, nack_upstream=kind == KIND_VIDEO)
         except RouterError as exc:
             for tid in layers.values():
                 self.plane.unpublish(tid)
