@@ -59,8 +59,8 @@ class HostClient:
         self._closing = False
 
     @property
-    def _auth(self) -> aiohttp.BasicAuth:
-        return aiohttp.BasicAuth(self.client_id, self.auth_key)
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": aiohttp.BasicAuth(self.client_id, self.auth_key).encode()}
 
     async def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -87,14 +87,14 @@ class HostClient:
         """Register our credentials (an existing registration is fine)."""
         try:
             await self._request("POST", "/register", json={"clientID": self.client_id, "authKey": self.auth_key},
-                                auth=self._auth)
+                                headers=self._auth_headers)
         except HostApiError as exc:
             if exc.status != 400 or "already" not in exc.body:
                 raise
 
     async def get_sessions(self, call_id: str) -> list[dict[str, Any]]:
         try:
-            return await self._request("GET", f"/calls/{call_id}/sessions", auth=self._auth)  # type: ignore[no-any-return]
+            return await self._request("GET", f"/calls/{call_id}/sessions", headers=self._auth_headers)  # type: ignore[no-any-return]
         except HostApiError as exc:
             if exc.status == 404:
                 return []
@@ -113,7 +113,7 @@ class HostClient:
     async def _open(self) -> None:
         http = await self._session()
         ws_url = self.url.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
-        self._ws = await http.ws_connect(ws_url, auth=self._auth, heartbeat=10.0, max_msg_size=1 << 20)
+        self._ws = await http.ws_connect(ws_url, headers=self._auth_headers, heartbeat=10.0, max_msg_size=1 << 20)
         self.connected.set()
         self._reader = asyncio.get_running_loop().create_task(self._read(self._ws))
 
