@@ -19,6 +19,7 @@ include "rtp.pyx"
 include "rtcp.pyx"
 include "idmap.pyx"
 include "router.pyx"
+include "crc32c.pyx"
 
 KIND_AUDIO_ = KIND_AUDIO
 KIND_VIDEO_ = KIND_VIDEO

@@ -57,6 +57,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar, TypeAlias
 
+from switchboard._native.core import crc32c as _native_crc32c
+
 __all__ = [
     "AbortChunk",
     "AddIncomingStreamsRequest",
@@ -196,13 +198,18 @@ def _make_crc32c_table() -> tuple[int, ...]:
 _CRC32C_TABLE = _make_crc32c_table()
 
 
-def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
-    """CRC32c of ``data``; pass a previous result as ``crc`` to continue over more data."""
+def crc32c_reference(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
+    """CRC32c of ``data`` in pure Python (the reference the native one is tested against)."""
     table = _CRC32C_TABLE
     c = crc ^ _U32
     for b in bytes(data):
         c = table[(c ^ b) & 0xFF] ^ (c >> 8)
     return c ^ _U32
+
+
+def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
+    """CRC32c of ``data``; pass a previous result as ``crc`` to continue over more data."""
+    return int(_native_crc32c(data, crc))
 
 
 # ---------------------------------------------------------------------------------------------
