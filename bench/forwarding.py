@@ -91,16 +91,16 @@ class BenchConfig:
     """Measured window of each saturation trial."""
     drain: float = 0.3
     """Seconds the load generator keeps receiving after its last send."""
-    probe_calls: int = 520
-    """First saturation trial of the C forwarders (an overload: ~360k out pps offered)."""
+    probe_calls: int = 460
+    """First saturation trial of the C forwarders (an overload: ~320k out pps offered)."""
     python_probe_calls: int = 300
     """First saturation trial of the Python forwarder (about twice what it can do)."""
     sat_trials: int = 5
     """Most trials per forwarder in the saturation search."""
-    rounds: int = 2
+    rounds: int = 3
     """Trials per forwarder at the seeds' rate, interleaved across forwarders and pooled."""
-    confirm: bool = True
-    """Re-measure every forwarder at its saturation point in one interleaved round and pool."""
+    confirm_rounds: int = 2
+    """Interleaved rounds re-measuring every forwarder at its saturation point (pooled with the search's trial)."""
     sat_loss: float = 1e-4
     """Loss fraction still counted as 'without loss' at saturation (blips on a shared machine)."""
     max_calls: int = 1000
@@ -135,9 +135,9 @@ class BenchConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"warm": 0.5, "measure": 2.5, "sat_warm": 0.5, "sat_measure": 1.5, "sat_trials": 3, "rounds": 1,
-              "confirm": False},
+              "confirm_rounds": 0},
     "smoke": {"calls": 3, "warm": 0.3, "measure": 0.6, "sat_warm": 0.2, "sat_measure": 0.4, "drain": 0.2,
-              "probe_calls": 8, "python_probe_calls": 6, "sat_trials": 1, "rounds": 1, "confirm": False,
+              "probe_calls": 8, "python_probe_calls": 6, "sat_trials": 1, "rounds": 1, "confirm_rounds": 0,
               "quiet_wait": 0.0, "retries": 0},
 }
 
@@ -788,17 +788,19 @@ def run(cfg: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
             log("  sat " + t.brief() + f" (coalesce {cfg.coalesce_us} us, native's saturation load)")
             searched["native+c"] = (t, [t])
         sat: dict[str, tuple[Trial | None, list[Trial]]] = {}
-        extra: dict[str, Trial] = {}
-        if cfg.confirm:
-            log("saturation: confirming each point in one interleaved round")
+        extra: dict[str, list[Trial]] = {}
+        if cfg.confirm_rounds > 0:
+            log(f"saturation: re-measuring each point in {cfg.confirm_rounds} interleaved round(s)")
+        for _ in range(cfg.confirm_rounds):
             for key in ("floor", "native", "native+c", "python"):
                 best = searched.get(key, (None, []))[0]
                 if best is not None:
-                    extra[key] = bench.trial(best.kind, best.calls, cfg.sat_warm, cfg.sat_measure, best.coalesce_us)
-                    log("  sat " + extra[key].brief() + (f" (coalesce {best.coalesce_us} us)" if best.coalesce_us else ""))
+                    t = bench.trial(best.kind, best.calls, cfg.sat_warm, cfg.sat_measure, best.coalesce_us)
+                    extra.setdefault(key, []).append(t)
+                    log("  sat " + t.brief() + (f" (coalesce {best.coalesce_us} us)" if best.coalesce_us else ""))
         for key, (best, trials) in searched.items():
             if best is not None and key in extra:
-                sat[key] = (pool([best, extra[key]]), trials + [extra[key]])
+                sat[key] = (pool([best, *extra[key]]), trials + extra[key])
             else:
                 sat[key] = (best, trials)
         elapsed = time.monotonic() - t_start
@@ -823,7 +825,7 @@ def report(cfg: BenchConfig, bench: Bench, seeds: dict[str, Trial], sat: dict[st
              "python": "pure Python (uvloop + pylibsrtp)", "floor": "C floor (recvmmsg/sendmmsg, no crypto)"}
 
     def rounds(t: Trial) -> str:
-        return "/".join(f"{x:.2f}" for x in t.rounds_us) if t.rounds_us else f"{t.us_per_pkt:.2f}"
+        return "/".join(f"{x:.1f}" for x in t.rounds_us) if t.rounds_us else f"{t.us_per_pkt:.1f}"
 
     lines = [
         "",
@@ -837,7 +839,7 @@ def report(cfg: BenchConfig, bench: Bench, seeds: dict[str, Trial], sat: dict[st
         f"Seeds' rate: {cfg.calls} calls = {cfg.calls * USERS_PER_CALL} users, "
         f"{cfg.calls * UNMUTED_PER_CALL * PPS} pps in, {cfg.calls * UNMUTED_PER_CALL * PPS * FANOUT} pps out; "
         f"{cfg.rounds} x {cfg.measure:g} s windows per forwarder, interleaved, pooled",
-        f"{'forwarder':<42} {'us/pkt':>6} {'x floor':>7} {'per round':>11} {'out pps':>7} {'util':>4} {'loss':>7} "
+        f"{'forwarder':<42} {'us/pkt':>6} {'x floor':>7} {'per round':>13} {'out pps':>7} {'util':>4} {'loss':>7} "
         f"{'delay p50/p99/max us':>20} {'rcvbufE':>7} {'lg':>4} {'others':>6} {'decrypt':>7}",
     ]
     for key in ("native", "native+c", "python", "floor"):
@@ -848,14 +850,14 @@ def report(cfg: BenchConfig, bench: Bench, seeds: dict[str, Trial], sat: dict[st
         dec = f"{t.decrypt_ok}/{t.decrypt_n}" if t.decrypt_n else "-"
         lines.append(
             f"{names[key]:<42} {t.us_per_pkt:6.2f} {_fmt(_ratio(t.us_per_pkt, us(s_floor)), '7.2f')} "
-            f"{rounds(t):>11} {t.out_pps:7.0f} {t.util:4.2f} {t.loss:7.1e} "
+            f"{rounds(t):>13} {t.out_pps:7.0f} {t.util:4.2f} {t.loss:7.1e} "
             f"{d['p50']:5.0f}/{d['p99']:5.0f}/{d['max']:6.0f} {t.rcvbuf_errors:7d} {t.loadgen_util:4.2f} "
             f"{t.foreign_cpu:6.2f} {dec:>7}")
     lines += [
         "",
         f"Saturation: most calls one core forwards with loss <= {cfg.sat_loss:g} ({cfg.sat_measure:g} s windows; "
-        f"the point found by the search{', re-measured in one interleaved round and pooled' if cfg.confirm else ''})",
-        f"{'forwarder':<42} {'calls':>5} {'us/pkt':>6} {'x floor':>7} {'per round':>11} {'out pps':>7} {'util':>4} "
+        f"the point found by the search{', re-measured in interleaved rounds and pooled' if cfg.confirm_rounds else ''})",
+        f"{'forwarder':<42} {'calls':>5} {'us/pkt':>6} {'x floor':>7} {'per round':>13} {'out pps':>7} {'util':>4} "
         f"{'loss':>7} {'p99 us':>7} {'overload':>8}  trials (calls:loss)",
     ]
     for key in ("native", "native+c", "python", "floor"):
@@ -870,7 +872,7 @@ def report(cfg: BenchConfig, bench: Bench, seeds: dict[str, Trial], sat: dict[st
             continue
         lines.append(
             f"{names[key]:<42} {best.calls:5d} {best.us_per_pkt:6.2f} "
-            f"{_fmt(_ratio(best.us_per_pkt, us(x_floor)), '7.2f')} {rounds(best):>11} {best.out_pps:7.0f} "
+            f"{_fmt(_ratio(best.us_per_pkt, us(x_floor)), '7.2f')} {rounds(best):>13} {best.out_pps:7.0f} "
             f"{best.util:4.2f} {best.loss:7.1e} {best.delay_us['p99']:7.0f} {_fmt(over_us, '8.2f')}  [{tr}]")
 
     ratio_floor, sat_ratio_floor = _ratio(us(s_nat), us(s_floor)), _ratio(us(x_nat), us(x_floor))
