@@ -80,13 +80,14 @@ cdef enum:  # SessionCounter
     SC_NACK_SENT
     SC_TWCC_RX
     SC_REMB_RX
+    SC_TWCC_SENT
     SC_COUNT
 
 SESSION_COUNTERS = (
     "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_rtcp", "tx_rtcp",
     "drop_not_ready", "drop_malformed", "drop_srtp_auth", "drop_replay", "drop_srtp_other",
     "drop_unknown_ssrc", "drop_send_error", "drop_queue_overflow",
-    "nack_rx", "rtx_sent", "pli_rx", "pli_sent", "nack_sent", "twcc_rx", "remb_rx",
+    "nack_rx", "rtx_sent", "pli_rx", "pli_sent", "nack_sent", "twcc_rx", "remb_rx", "twcc_sent",
 )
 
 cdef enum:  # TrackCounter

@@ -18,6 +18,7 @@ include "srtp.pyx"
 include "rtp.pyx"
 include "rtcp.pyx"
 include "idmap.pyx"
+include "twcc.pyx"
 include "router.pyx"
 include "crc32c.pyx"
 

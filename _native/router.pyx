@@ -59,6 +59,9 @@ cdef struct Session:
     uint8_t ext_mid             # extension ids as this session's client numbered them
     uint8_t ext_rid
     uint8_t ext_audio_level
+    uint8_t ext_twcc            # transport-wide sequence number extension (0 = none)
+    uint32_t twcc_media_ssrc    # an SSRC of the client's, named in its feedback
+    TwccState *twcc             # allocated when ext_twcc is set
     int32_t first_track         # tracks it publishes
     int32_t first_consumer      # consumers it receives through
     uint32_t last_unknown_ssrc
@@ -264,6 +267,7 @@ cdef class Router:
     cdef uint8_t *levels
     cdef uint64_t *level_count
 
+    cdef double next_twcc
     cdef public object event_callback
     cdef public double pli_interval
     cdef public long coalesce_ns
@@ -363,6 +367,10 @@ cdef class Router:
 
     def __dealloc__(self):
         cdef int i
+        if self.sessions != NULL:
+            for i in range(self.max_sessions):
+                if self.sessions[i].twcc != NULL:
+                    PyMem_Free(self.sessions[i].twcc)
         if self.tracks != NULL:
             for i in range(self.max_tracks):
                 if self.tracks[i].ring != NULL:
@@ -450,6 +458,8 @@ cdef class Router:
                     nanosleep(&pause, NULL)
                     continue
                 break
+        if total and mono_now() >= self.next_twcc:
+            self._twcc_flush(mono_now())
         self._flush()
         return total
 
@@ -562,6 +572,12 @@ cdef class Router:
         tcnt[TC_PACKETS] += 1
         tcnt[TC_BYTES] += n
         self._reception(tid, t, sid, s, &v, now)
+        if s.twcc != NULL:
+            off = rtp_ext_find(p, &v, s.ext_twcc, &ln)
+            if off >= 0 and ln >= 2:
+                self._twcc_record(s, rd16(p + off), now)
+                if s.twcc_media_ssrc == 0:
+                    s.twcc_media_ssrc = v.ssrc
         if t.kind == KIND_AUDIO and s.ext_audio_level:
             off = rtp_ext_find(p, &v, s.ext_audio_level, &ln)
             if off >= 0 and ln >= 1:
@@ -605,6 +621,42 @@ cdef class Router:
         t.ssrc = v.ssrc
         self._push_event(EV_SSRC_LEARNED, sid, s.sock, &s.addr, NULL, 0, tid, v.ssrc)
         return tid
+
+    cdef inline void _twcc_record(self, Session *s, uint16_t seq, double now) noexcept nogil:
+        cdef TwccState *w = s.twcc
+        cdef int idx
+        if not w.started:
+            twcc_reset(w, seq)
+        idx = <int16_t>(seq - w.base)
+        if idx < 0:
+            return              # already reported as lost; too late
+        if idx >= TWCC_SLOTS:
+            twcc_reset(w, seq)  # a jump: start a new window
+            idx = 0
+        w.arrival[idx] = <int64_t>(now * 1e6)
+        if idx + 1 > w.count:
+            w.count = idx + 1
+
+    cdef void _twcc_flush(self, double now) noexcept nogil:
+        """Send every pending transport-cc feedback (about every 100 ms)."""
+        cdef int sid, ln
+        cdef Session *s
+        cdef uint8_t *slot
+        for sid in range(self.max_sessions):
+            s = &self.sessions[sid]
+            if s.twcc == NULL or s.twcc.count == 0 or s.state != SESSION_BOUND or s.srtp_out == NULL:
+                continue
+            while s.twcc.count > 0:
+                slot = self._slot()
+                ln = twcc_build(s.twcc, slot, 1100, s.rtcp_ssrc, s.twcc_media_ssrc)
+                if ln == 0:
+                    break
+                if srtp_protect_rtcp_fn(s.srtp_out, slot, &ln) != SRTP_OK:
+                    break
+                self._commit(sid, ln)
+                self.sc[<size_t>sid * SC_COUNT + SC_TX_RTCP] += 1
+                self.sc[<size_t>sid * SC_COUNT + SC_TWCC_SENT] += 1
+        self.next_twcc = now + TWCC_INTERVAL_US * 1e-6
 
     cdef void _reception(self, int32_t tid, Track *t, int32_t sid, Session *s, const RtpView *v,
                          double now) noexcept nogil:
@@ -1090,16 +1142,28 @@ cdef class Router:
         s.srtp_in = inbound.ptr()
         s.srtp_out = outbound.ptr()
 
-    def session_set_extensions(self, int sid, int mid=0, int rid=0, int audio_level=0):
-        """Header extension ids this session's client uses for MID, RID and
-        audio level (0 = not negotiated)."""
+    def session_set_extensions(self, int sid, int mid=0, int rid=0, int audio_level=0, int twcc=0):
+        """Header extension ids this session's client uses for MID, RID, audio
+        level and transport-wide sequence numbers (0 = not negotiated). With
+        twcc set, the router sends the client transport-cc feedback."""
         cdef Session *s = self._session(sid)
-        for v in (mid, rid, audio_level):
+        for v in (mid, rid, audio_level, twcc):
             if not (0 <= v <= 255):
                 raise RouterError(f"extension id {v} out of range")
         s.ext_mid = mid
         s.ext_rid = rid
         s.ext_audio_level = audio_level
+        s.ext_twcc = twcc
+        if twcc and s.twcc == NULL:
+            s.twcc = <TwccState *>PyMem_Malloc(sizeof(TwccState))
+            if s.twcc == NULL:
+                raise MemoryError()
+            s.twcc.started = 0
+            s.twcc.count = 0
+            s.twcc.fb_count = 0
+        elif not twcc and s.twcc != NULL:
+            PyMem_Free(s.twcc)
+            s.twcc = NULL
 
     def session_free(self, int sid):
         """Forget the session, its tracks (and their consumers) and its consumers."""
@@ -1113,6 +1177,9 @@ cdef class Router:
         s.state = SESSION_FREE
         s.srtp_in = NULL
         s.srtp_out = NULL
+        if s.twcc != NULL:
+            PyMem_Free(s.twcc)
+            s.twcc = NULL
         self.free_sessions[self.n_free_sessions] = sid
         self.n_free_sessions += 1
 

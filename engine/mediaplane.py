@@ -313,8 +313,10 @@ class MediaPlane:
         self.router.session_set_srtp(sid, inbound, outbound)
         self._keys[sid] = _SessionKeys(inbound, outbound, profile)
 
-    def set_session_extensions(self, sid: int, *, mid: int = 0, rid: int = 0, audio_level: int = 0) -> None:
-        self.router.session_set_extensions(sid, mid, rid, audio_level)
+    def set_session_extensions(self, sid: int, *, mid: int = 0, rid: int = 0, audio_level: int = 0,
+                               twcc: int = 0) -> None:
+        """Extension ids the client numbered; ``twcc`` turns on transport-cc feedback to it."""
+        self.router.session_set_extensions(sid, mid, rid, audio_level, twcc)
 
     def remove_session(self, sid: int) -> None:
         self.router.session_free(sid)

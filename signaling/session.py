@@ -44,6 +44,7 @@ from .negotiation import (
     AUDIO_LEVEL_URI,
     MID_URI,
     RID_URI,
+    TWCC_URI,
     IceParams,
     MediaInfo,
     NegotiationError,
@@ -291,13 +292,15 @@ class RtcSession:
 
     def _apply_remote_media(self, info: RemoteInfo) -> None:
         """Publish what the client now sends; unpublish what it stopped sending."""
-        mid_id = rid_id = level_id = 0
+        mid_id = rid_id = level_id = twcc_id = 0
         for m in info.media:
             mid_id = mid_id or (m.extension_id(MID_URI) or 0)
             rid_id = rid_id or (m.extension_id(RID_URI) or 0)
+            if m.client_sends:
+                twcc_id = twcc_id or (m.extension_id(TWCC_URI) or 0)
             if m.kind == "audio":
                 level_id = level_id or (m.extension_id(AUDIO_LEVEL_URI) or 0)
-        self.plane.set_session_extensions(self.sid, mid=mid_id, rid=rid_id, audio_level=level_id)
+        self.plane.set_session_extensions(self.sid, mid=mid_id, rid=rid_id, audio_level=level_id, twcc=twcc_id)
         wanted: dict[tuple[str, str], tuple[MediaInfo, str]] = {}
         for m in info.media:
             if m.kind not in ("audio", "video") or not m.client_sends or not m.codecs:

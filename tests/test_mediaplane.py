@@ -435,3 +435,33 @@ async def test_zero_python_allocations_per_forwarded_packet() -> None:
         assert deltas[-1] <= 1 and deltas[-1] == deltas[len(deltas) // 2], deltas
     finally:
         await plane.stop()
+
+
+async def test_transport_cc_feedback_to_publishers(plane: MediaPlane) -> None:
+    """A client that negotiated transport-cc gets feedback with the arrival
+    of every transport-wide sequence number (lost ones marked not received)."""
+    pub, sub = SrtpPeer(plane), SrtpPeer(plane)
+    plane.set_session_extensions(pub.sid, twcc=3)
+    tid = plane.publish(pub.sid, kind=KIND_VIDEO, clock_rate=90000, ssrc=0x77)
+    plane.subscribe(tid, sub.sid, 0x777)
+    sent = [1000, 1001, 1002, 1004, 1005]           # 1003 lost
+    for i, tseq in enumerate(sent):
+        pub.send_rtp(ssrc=0x77, seq=i, ts=i, pt=96, payload=b"v" * 50, extensions={3: struct.pack("!H", tseq)})
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.15)
+    pub.send_rtp(ssrc=0x77, seq=9, ts=9, pt=96, payload=b"v", extensions={3: struct.pack("!H", 1006)})
+    await settle()
+    _, rtcp = pub.recv()
+    fbs = [i for c in rtcp for i in parse_rtcp(c) if i["type"] == "twcc"]
+    assert fbs, "no transport-cc feedback"
+    fb = fbs[0]
+    assert fb["base_seq"] == 1000 and fb["media_ssrc"] == 0x77
+    # consecutive packets pick up where the previous one stopped
+    assert [f["base_seq"] for f in fbs] == [1000 + sum(len(g["statuses"]) for g in fbs[:k]) for k in range(len(fbs))]
+    statuses = [s for f in fbs for s in f["statuses"]]
+    # 1006 came ~150 ms after 1005: beyond a one-byte delta (63.75 ms), so "large"
+    assert statuses[:7] == [1, 1, 1, 0, 1, 1, 2]
+    deltas = [d for f in fbs for d in f["deltas"]]
+    assert len(deltas) == 6, "one receive delta per received packet"
+    assert deltas[-1] >= 150 * 4 * 0.9, "the last packet came >= 150 ms later (250 us units)"
+    assert plane.session_stats(pub.sid)["twcc_sent"] == len(fbs)
