@@ -387,9 +387,20 @@ class RtcSession:
 
     # ---------------------------------------------------------------- forwarding to this client
 
+    def wants(self, track: PublishedTrack) -> bool:
+        """rtcd's AV1 rule: a sender with AV1 support shares its screen twice
+        (VP8 and AV1); receivers with AV1 support get the AV1 one, the others
+        VP8."""
+        codec = track.codec.lower()
+        if codec == "av1":
+            return self.cfg.av1_support
+        if codec == "vp8" and track.type == SCREEN and self.cfg.av1_support:
+            return not any(t.type == SCREEN and t.codec.lower() == "av1" for t in track.session.published.values())
+        return True
+
     def add_subscription(self, track: PublishedTrack) -> None:
         """Forward another participant's track to this client (after the next offer)."""
-        if self.closed or id(track) in self.subscriptions:
+        if self.closed or id(track) in self.subscriptions or not self.wants(track):
             return
         used = {s.out_ssrc for s in self.subscriptions.values()}
         while True:
