@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from switchboard._native import core as _core
 from switchboard._native.core import (
     CapacityError,
@@ -301,9 +300,9 @@ class MediaPlane:
     def unbind_session(self, sid: int) -> None:
         self.router.session_unbind(sid)
 
-    def session_address(self, sid: int) -> tuple[int, tuple[str, int]] | None:
-        result = self.router.session_address(sid)
-        return None if result is None else (int(result[0]), tuple(result[1]))  # type: ignore[return-value]
+    def session_address(self, sid: int) -> tuple[int, tuple[str, int] | None] | None:
+        """(socket index, client address) of a bound session; (-1, None) on ICE-TCP."""
+        return self.router.session_address(sid)
 
     def set_session_keys(self, sid: int, profile: str, local_key_salt: bytes, remote_key_salt: bytes) -> None:
         """Install DTLS-SRTP keys: ``local`` protects what we send, ``remote``
@@ -393,19 +392,19 @@ class MediaPlane:
 
     @property
     def global_counters(self) -> np.ndarray:
-        return self.router.global_counters  # type: ignore[no-any-return]
+        return self.router.global_counters
 
     @property
     def session_counters(self) -> np.ndarray:
-        return self.router.session_counters  # type: ignore[no-any-return]
+        return self.router.session_counters
 
     @property
     def track_counters(self) -> np.ndarray:
-        return self.router.track_counters  # type: ignore[no-any-return]
+        return self.router.track_counters
 
     @property
     def consumer_counters(self) -> np.ndarray:
-        return self.router.consumer_counters  # type: ignore[no-any-return]
+        return self.router.consumer_counters
 
     def global_stats(self) -> dict[str, int]:
         return dict(zip(GLOBAL_COUNTERS, (int(x) for x in self.router.global_counters)))

@@ -2783,7 +2783,7 @@ class SctpAssociation:
         streams = request.streams or tuple(set(self._in_ssn) | set(self._pending_ordered))
         for sid in streams:
             self._in_ssn.pop(sid, None)
-            for ppid, data in self._pending_ordered.pop(sid, {}).values():
+            for _ppid, data in self._pending_ordered.pop(sid, {}).values():
                 self._held_bytes -= len(data)
         self._events.append(StreamReset(request.streams))
 

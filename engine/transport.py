@@ -27,8 +27,14 @@ from typing import TYPE_CHECKING, Protocol
 from . import dtls as dtls_mod
 from . import sctp as sctp_mod
 from .certificate import Fingerprint
-from .datachannel import ChannelClosed, ChannelMessage, ChannelOpened, DataChannel, DataChannelManager
-from .dtls import DtlsConfig, DtlsEndpoint, SetupRole
+from .datachannel import (
+    ChannelClosed,
+    ChannelMessage,
+    ChannelOpened,
+    DataChannel,
+    DataChannelManager,
+)
+from .dtls import DtlsEndpoint, SetupRole
 from .ice import IceSession, generate_credentials
 
 if TYPE_CHECKING:

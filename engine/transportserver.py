@@ -25,7 +25,15 @@ from dataclasses import dataclass
 
 from .certificate import LocalCertificate, process_certificate
 from .dtls import DtlsConfig
-from .ice import IceConfig, IceLiteServer, Nominated, SendStun, TcpFramer, TcpFramingError, frame_tcp
+from .ice import (
+    IceConfig,
+    IceLiteServer,
+    Nominated,
+    SendStun,
+    TcpFramer,
+    TcpFramingError,
+    frame_tcp,
+)
 from .mediaplane import (
     EVENT_BYE,
     EVENT_DTLS,
@@ -161,7 +169,12 @@ class TransportServer:
 
     @property
     def tcp_ports(self) -> list[int]:
-        return [s.sockets[0].getsockname()[1] for s in self._tcp_servers if s.sockets]
+        ports = []
+        for server in self._tcp_servers:
+            sockets = getattr(server, "sockets", None)
+            if sockets:
+                ports.append(int(sockets[0].getsockname()[1]))
+        return ports
 
     def _next_tcp_index(self) -> int:
         self._tcp_counter += 1

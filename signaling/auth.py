@@ -209,7 +209,7 @@ class SessionCache:
             self._by_token[token] = _Session(client_id, now + self.ttl)
             self._by_client[client_id] = token
             # Forget expired tokens of clients that never came back.
-            for old, session in list(self._by_token.items()):
+            for _token, session in list(self._by_token.items()):
                 if now > session.expires:
                     self._drop_client(session.client_id)
 

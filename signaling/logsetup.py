@@ -40,18 +40,16 @@ def configure_logging(cfg: LoggerConfig) -> None:
         root.removeHandler(h)
     text = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     lowest = logging.CRITICAL
+    sinks: list[tuple[logging.Handler, str, bool]] = []
     if cfg.enable_console:
-        h: logging.Handler = logging.StreamHandler(sys.stderr)
-        h.setLevel(level(cfg.console_level))
-        h.setFormatter(JsonFormatter() if cfg.console_json else text)
-        root.addHandler(h)
-        lowest = min(lowest, level(cfg.console_level))
+        sinks.append((logging.StreamHandler(sys.stderr), cfg.console_level, cfg.console_json))
     if cfg.enable_file:
-        h = logging.FileHandler(cfg.file_location)
-        h.setLevel(level(cfg.file_level))
-        h.setFormatter(JsonFormatter() if cfg.file_json else text)
-        root.addHandler(h)
-        lowest = min(lowest, level(cfg.file_level))
+        sinks.append((logging.FileHandler(cfg.file_location), cfg.file_level, cfg.file_json))
+    for handler, name, as_json in sinks:
+        handler.setLevel(level(name))
+        handler.setFormatter(JsonFormatter() if as_json else text)
+        root.addHandler(handler)
+        lowest = min(lowest, level(name))
     root.setLevel(lowest)
     # aiohttp's access log and asyncio debug chatter stay quiet unless asked for
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -24,10 +24,21 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
-
 from switchboard._native.core import LATENCY_BUCKETS
 from switchboard.engine.mediaplane import GLOBAL_COUNTERS, SESSION_COUNTERS
 
@@ -36,7 +47,7 @@ if TYPE_CHECKING:
     from .session import PublishedTrack
 
 # Go's client exports no *_created series; neither do we.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LOSS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0)
 WRITE_BUCKETS = (0.001, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
@@ -152,8 +163,8 @@ class _NativeCollector(Collector):
                     per_track[key] = per_track.get(key, 0) + 1
         for group, n in per_group.items():
             sessions.add_metric([group], n)
-        for labels, n in per_track.items():
-            tracks.add_metric(list(labels), n)
+        for track_labels, n in per_track.items():
+            tracks.add_metric(list(track_labels), n)
         yield sessions
         yield tracks
         # writes time: one histogram per track kind
@@ -200,9 +211,9 @@ class _NativeCollector(Collector):
         udp = CounterMetricFamily("switchboard_kernel_udp_errors",
                                   "Kernel UDP error counters (/proc/net/snmp), whole host", labels=["type"])
         snmp = read_udp_snmp()
-        for key in ("InErrors", "RcvbufErrors", "SndbufErrors", "NoPorts"):
-            if key in snmp:
-                udp.add_metric([key], snmp[key])
+        for counter in ("InErrors", "RcvbufErrors", "SndbufErrors", "NoPorts"):
+            if counter in snmp:
+                udp.add_metric([counter], snmp[counter])
         yield udp
         calls = GaugeMetricFamily("switchboard_calls", "Active calls")
         calls.add_metric([], len(server.calls()))

@@ -37,14 +37,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
 from switchboard import __version__
-
-from . import wsmsg
 from switchboard.engine.candidates import parse_address_list
 from switchboard.engine.mediaplane import MediaConfig
 from switchboard.engine.transportserver import TransportConfig
 
+from . import wsmsg
 from .auth import AuthError, AuthStore, RateLimitedError
 from .config import Config, IceServer, turn_credentials
 from .metrics import Metrics
@@ -232,9 +230,8 @@ class Service:
 
     @property
     def port(self) -> int:
-        assert self._site is not None
-        server = self._site._server  # type: ignore[attr-defined]
-        return int(server.sockets[0].getsockname()[1])
+        assert self._runner is not None
+        return int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         if self._cpu_task is not None:
