@@ -87,44 +87,67 @@ cdef inline int rtp_parse(const uint8_t *p, int n, RtpView *v) noexcept nogil:
     return 0
 
 
+cdef struct ExtIter:
+    int pos                 # next byte to read
+    int end                 # end of the extension elements
+    int two_byte            # 0x100x profile (RFC 8285 4.3), else one-byte 0xBEDE (4.2)
+
+
+cdef inline int ext_iter_init(ExtIter *it, const RtpView *v) noexcept nogil:
+    """Start walking the header extension elements; 0 when there are none
+    in a form we understand (then ext_iter_next ends at once)."""
+    it.pos = v.ext_off
+    it.end = v.ext_off + v.ext_len
+    it.two_byte = (v.ext_profile & 0xFFF0) == 0x1000
+    if v.ext_len == 0 or (v.ext_profile != 0xBEDE and not it.two_byte):
+        it.end = it.pos
+        return 0
+    return 1
+
+
+cdef inline int ext_iter_next(const uint8_t *p, ExtIter *it, int *eid, int *hdr, int *ln) noexcept nogil:
+    """The next element: 1 with its id, header offset and data length (data
+    starts at hdr + 1 or hdr + 2), 0 at the end, -1 when an element overruns
+    the block. Padding bytes (0) are skipped; id 15 in the one-byte form
+    stops the walk (RFC 8285 4.2)."""
+    cdef int i = it.pos
+    while i < it.end and p[i] == 0:
+        i += 1
+    if i >= it.end:
+        it.pos = i
+        return 0
+    if it.two_byte:
+        if i + 2 > it.end:
+            return -1
+        eid[0] = p[i]
+        ln[0] = p[i + 1]
+        if i + 2 + ln[0] > it.end:
+            return -1
+        it.pos = i + 2 + ln[0]
+    else:
+        eid[0] = p[i] >> 4
+        if eid[0] == 15:
+            it.pos = it.end
+            return 0
+        ln[0] = (p[i] & 0x0F) + 1
+        if i + 1 + ln[0] > it.end:
+            return -1
+        it.pos = i + 1 + ln[0]
+    hdr[0] = i
+    return 1
+
+
 cdef inline int rtp_ext_find(const uint8_t *p, const RtpView *v, int ext_id,
                              int *out_len) noexcept nogil:
     """Offset of the data of extension ``ext_id`` (its length in out_len), or -1."""
-    cdef int i, end, eid, ln
-    if v.ext_len == 0 or ext_id <= 0:
+    cdef ExtIter it
+    cdef int eid, hdr, ln
+    if ext_id <= 0 or not ext_iter_init(&it, v):
         return -1
-    i = v.ext_off
-    end = v.ext_off + v.ext_len
-    if v.ext_profile == 0xBEDE:
-        while i < end:
-            if p[i] == 0:           # padding byte
-                i += 1
-                continue
-            eid = p[i] >> 4
-            if eid == 15:           # reserved: stop parsing (RFC 8285 4.2)
-                return -1
-            ln = (p[i] & 0x0F) + 1
-            if i + 1 + ln > end:
-                return -1
-            if eid == ext_id:
-                out_len[0] = ln
-                return i + 1
-            i += 1 + ln
-    elif (v.ext_profile & 0xFFF0) == 0x1000:
-        while i < end:
-            if p[i] == 0:
-                i += 1
-                continue
-            if i + 2 > end:
-                return -1
-            eid = p[i]
-            ln = p[i + 1]
-            if i + 2 + ln > end:
-                return -1
-            if eid == ext_id:
-                out_len[0] = ln
-                return i + 2
-            i += 2 + ln
+    while ext_iter_next(p, &it, &eid, &hdr, &ln) == 1:
+        if eid == ext_id:
+            out_len[0] = ln
+            return hdr + (2 if it.two_byte else 1)
     return -1
 
 
@@ -132,46 +155,18 @@ cdef inline void rtp_ext_remap(uint8_t *p, const RtpView *v, const uint8_t *idma
     """Rewrite extension ids in place: idmap[old] is the new id, 0 removes the
     element by turning all its bytes into padding (zero bytes are padding in
     both forms, so the block keeps its length and no byte moves)."""
-    cdef int i, end, eid, ln
+    cdef ExtIter it
+    cdef int eid, hdr, ln, hlen
     cdef uint8_t nid
-    if v.ext_len == 0:
+    if not ext_iter_init(&it, v):
         return
-    i = v.ext_off
-    end = v.ext_off + v.ext_len
-    if v.ext_profile == 0xBEDE:
-        while i < end:
-            if p[i] == 0:
-                i += 1
-                continue
-            eid = p[i] >> 4
-            if eid == 15:
-                return
-            ln = (p[i] & 0x0F) + 1
-            if i + 1 + ln > end:
-                return
-            nid = idmap[eid]
-            if nid == 0:
-                memset(p + i, 0, 1 + ln)
-            elif nid != eid:
-                p[i] = <uint8_t>((nid << 4) | (ln - 1))
-            i += 1 + ln
-    elif (v.ext_profile & 0xFFF0) == 0x1000:
-        while i < end:
-            if p[i] == 0:
-                i += 1
-                continue
-            if i + 2 > end:
-                return
-            eid = p[i]
-            ln = p[i + 1]
-            if i + 2 + ln > end:
-                return
-            nid = idmap[eid]
-            if nid == 0:
-                memset(p + i, 0, 2 + ln)
-            else:
-                p[i] = nid
-            i += 2 + ln
+    hlen = 2 if it.two_byte else 1
+    while ext_iter_next(p, &it, &eid, &hdr, &ln) == 1:
+        nid = idmap[eid]
+        if nid == 0:
+            memset(p + hdr, 0, hlen + ln)
+        elif nid != eid:
+            p[hdr] = nid if it.two_byte else <uint8_t>((nid << 4) | (ln - 1))
 
 
 def parse_rtp(data):
@@ -182,40 +177,22 @@ def parse_rtp(data):
     cdef const uint8_t[::1] buf = data
     cdef RtpView v
     cdef int n = buf.shape[0]
-    cdef int i, end, eid, ln
+    cdef int i, eid, ln
     if n == 0 or rtp_parse(&buf[0], n, &v) != 0:
         raise ValueError("malformed RTP header")
     cdef const uint8_t *p = &buf[0]
     exts = {}
-    if v.ext_len:
-        i = v.ext_off
-        end = v.ext_off + v.ext_len
-        if v.ext_profile == 0xBEDE:
-            while i < end:
-                if p[i] == 0:
-                    i += 1
-                    continue
-                eid = p[i] >> 4
-                if eid == 15:
-                    break
-                ln = (p[i] & 0x0F) + 1
-                if i + 1 + ln > end:
-                    raise ValueError("RTP header extension element overruns its block")
-                exts[eid] = bytes(buf[i + 1:i + 1 + ln])
-                i += 1 + ln
-        elif (v.ext_profile & 0xFFF0) == 0x1000:
-            while i < end:
-                if p[i] == 0:
-                    i += 1
-                    continue
-                if i + 2 > end:
-                    raise ValueError("RTP header extension element overruns its block")
-                eid = p[i]
-                ln = p[i + 1]
-                if i + 2 + ln > end:
-                    raise ValueError("RTP header extension element overruns its block")
-                exts[eid] = bytes(buf[i + 2:i + 2 + ln])
-                i += 2 + ln
+    cdef ExtIter it
+    cdef int hdr, r
+    if ext_iter_init(&it, &v):
+        while True:
+            r = ext_iter_next(p, &it, &eid, &hdr, &ln)
+            if r == 0:
+                break
+            if r < 0:
+                raise ValueError("RTP header extension element overruns its block")
+            i = hdr + (2 if it.two_byte else 1)
+            exts[eid] = bytes(buf[i:i + ln])
     csrcs = [rd32(p + 12 + 4 * k) for k in range(p[0] & 0x0F)]
     return {
         "marker": bool(v.marker), "payload_type": v.pt, "sequence_number": v.seq,
