@@ -4,6 +4,8 @@
   API on :8045 and media on UDP/TCP :8443, configured by rtcd's
   ``config.toml`` and ``RTCD_*`` variables. SIGTERM drains (no new calls,
   running calls continue for the grace period); a second signal stops.
+- ``switchboard demo``: the SFU with a built-in chat host and web page.
+- ``switchboard doctor``: checks a host before running the SFU.
 """
 
 from __future__ import annotations
@@ -75,9 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the SFU service (rtcd-compatible API on :8045, media on :8443)")
     serve.add_argument("-config", "--config", default="config/config.toml",
                        help="TOML configuration (rtcd's format; a missing file means defaults)")
+    from . import doctor
+    from .demo import command as demo_command
+
+    demo = sub.add_parser("demo", help="the SFU plus a built-in chat host and web page: try a call in your browser")
+    demo_command.add_arguments(demo)
+    check = sub.add_parser("doctor", help="check this host for running the SFU (sysctls, ports, address, TLS)")
+    doctor.add_arguments(check)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return run(_serve, args)
+    if args.command == "demo":
+        return run(demo_command.main, args)
+    if args.command == "doctor":
+        return doctor.main(args)
     return 2
 
 

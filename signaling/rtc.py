@@ -177,6 +177,9 @@ class RtcConfig:
     """Seconds the server waits for the signaling lock."""
     vad_interval: float = 0.1
     """Seconds between voice activity evaluations."""
+    trickle_candidates: bool = True
+    """Send our candidates as ICE messages after the first answer (rtcd does);
+    they are in the SDP answer as well."""
     nack_buffer_size: int = 256
     """Packets kept per video track for NACK retransmission (rtc.nack_buffer_size)."""
 

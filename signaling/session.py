@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from switchboard.engine.certificate import Fingerprint as EngineFingerprint
 from switchboard.engine.datachannel import DataChannel
-from switchboard.engine.ice import IceError, parse_trickle
+from switchboard.engine.ice import IceError, format_trickle, parse_trickle
 from switchboard.engine.mediaplane import KIND_AUDIO, KIND_VIDEO, RouterError
 from switchboard.engine.transport import TransportState, WebRtcTransport
 
@@ -283,10 +283,13 @@ class RtcSession:
             if self.first_offer_at is None:
                 self.server.close_session(self.session_id, f"bad offer: {exc}")
             return
-        if self.first_offer_at is None:
+        first = self.first_offer_at is None
+        if first:
             self.first_offer_at = time.monotonic()
             self._signaling_timer.cancel()
         self._send_sdp("answer", str(answer), via_dc)
+        if first and self.server.config.trickle_candidates:
+            self._trickle_candidates()
         assert self.neg.last_remote is not None
         self._apply_remote_media(self.neg.last_remote)
 
@@ -545,6 +548,16 @@ class RtcSession:
             self._send_dc(dcmsg.encode_sdp(kind, sdp))
         else:
             self.server.emit_signal(self, 2, json.dumps({"type": kind, "sdp": sdp}).encode())
+
+    def _trickle_candidates(self) -> None:
+        """Also trickle our candidates, as rtcd does (they are in the answer
+        too; clients ignore the duplicates). rtcd never sends end-of-candidates."""
+        tag = self.neg.bundle_tag or "0"
+        index = self.neg.mids.index(tag) if tag in self.neg.mids else 0
+        for c in self.server.candidates:
+            init = format_trickle(f"candidate:{c.to_sdp()}", sdp_mid=tag, sdp_mline_index=index,
+                                  username_fragment=self.transport.local_ufrag)
+            self.server.emit_signal(self, 1, json.dumps({"type": "candidate", "candidate": init}).encode())
 
     def _send_dc(self, data: bytes | str) -> None:
         if self.dc is not None:

@@ -168,3 +168,25 @@ async def test_remaining_client_survives_anothers_leave(rtc: tuple[RtcServer, Hu
     assert "rb" in server.sessions and not any(s == "rb" for s, _ in hub.closed)
     neg = server.sessions["rb"].neg
     assert neg.pending_offer is None and not neg.out_tracks
+
+
+async def test_server_trickles_its_candidates(rtc: tuple[RtcServer, Hub]) -> None:
+    server, hub = rtc
+    got: list[dict[str, object]] = []
+    orig = server.on_message
+
+    def spy(msg):  # type: ignore[no-untyped-def]
+        if msg.session_id == "tr" and msg.type == MessageType.ICE:
+            got.append(json.loads(msg.data))
+        orig(msg)
+
+    server.on_message = spy
+    c = AiortcClient(server, "tr")
+    hub.clients["tr"] = c
+    await c.join()
+    await wait_for(lambda: len(got) >= 2)
+    cands = [g["candidate"] for g in got]
+    assert all(g["type"] == "candidate" for g in got)
+    assert any(str(x["candidate"]).startswith("candidate:") and " udp " in str(x["candidate"]) for x in cands)  # type: ignore[index]
+    assert any("tcptype passive" in str(x["candidate"]) for x in cands)  # type: ignore[index]
+    assert all(x["usernameFragment"] == server.sessions["tr"].transport.local_ufrag for x in cands)  # type: ignore[index]
