@@ -19,7 +19,8 @@ Scenarios (one Chromium, one browser context per person):
   update; then dave can join. Screenshots of the three-person call are checked not to be blank.
 - ``link``: alice copies ~off-topic's call link with ``/call link`` and starts the call with
   ``/call start``; bob opens the link in a fresh browser and lands in that channel's call; the
-  archived channel's link is refused; a guest is refused until ``/invite`` adds her; a browser
+  archived channel's link is refused; a guest is refused until ``/invite`` adds her; alice and
+  bob move to their direct message and alice's camera renders at bob (1-1 video); a browser
   that denies the microphone gets a clear message; and with the SFU announcing an unreachable
   address (media blocked) the page says what to open after ~10 s.
 
@@ -198,6 +199,9 @@ if __name__ != "__main__":
 
     def test_guest_must_be_added_to_the_channel(link_report: dict[str, Any]) -> None:
         _check(link_report, "guest")
+
+    def test_camera_in_direct_message_calls(link_report: dict[str, Any]) -> None:
+        _check(link_report, "dm_video")
 
     def test_microphone_denied_message(link_report: dict[str, Any]) -> None:
         _check(link_report, "mic_denied")
@@ -663,6 +667,38 @@ async def scenario_link(lab: Lab) -> None:
         lab.check("guest", "Guests must be added" in refused, {"before_invite": refused, "after_invite": "joined"})
     except Exception as exc:
         lab.check("guest", False, f"{exc}; notices {await gwen.notices()}")
+
+    # 1-1 video: alice and bob move to their direct message's call and alice turns her camera on
+    try:
+        no_camera_here = await alice.js("() => document.getElementById('btn-camera').hidden")
+        for p in (alice, bob):
+            await p.click('#channel-list a[data-channel="alice__bob"]')
+            await p.page.wait_for_selector('#channel[data-channel-name="alice__bob"]', timeout=15000)
+        dm_id = await alice.js("() => document.getElementById('channel').dataset.channelId")
+        await alice.click("#btn-start-call")
+        await alice.wait_connected(dm_id)
+        await bob.page.wait_for_selector('#btn-start-call:has-text("Join call")', timeout=15000)
+        await bob.click("#btn-start-call")
+        await bob.wait_connected(dm_id)
+        await alice.click("#btn-camera")
+
+        async def camera_seen() -> dict[str, Any] | None:
+            stats = await bob.stats()
+            video = next((v for v in (stats or {}).get("videoIn", []) if v["type"] == "video"), None)
+            if video is None or video["user"] != "alice" or video["framesDecoded"] < 5:
+                return None
+            frames = [f for f in await bob.js("() => window.demo.videoFrames()") if f["mid"] == video["mid"]]
+            if not frames or frames[0]["variance"] <= 1.0:
+                return None
+            flags = (await bob.participants())["alice"]
+            return {"framesDecoded": video["framesDecoded"], "rendered": frames[0], "alice_video": flags["video"]}
+
+        seen = await wait_until(camera_seen, "bob to render alice's camera", 40)
+        lab.check("dm_video", no_camera_here and seen["alice_video"] == "true",
+                  {"camera_button_hidden_in_channel_call": no_camera_here, **seen})
+        await bob.screenshot("dm-video")
+    except Exception as exc:
+        lab.check("dm_video", False, f"{exc}; alice {await alice.notices()}; bob {await bob.notices()}")
 
     # a browser that denies the microphone (no fake-UI auto-accept; headless denies the prompt)
     flags = [f for f in chromium.FLAGS if f != "--use-fake-ui-for-media-stream"]

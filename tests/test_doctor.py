@@ -339,3 +339,26 @@ def test_cli_has_doctor_and_demo() -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["demo", "--help"])
     assert exc.value.code == 0
+
+
+# ------------------------------------------------------------------------------ the demo's --tls certificate
+
+
+def test_demo_certificate_is_reused_while_it_fits(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    first = tls.ensure_self_signed(tmp_path, ["localhost", "box"], ["127.0.0.1", "10.0.0.5"])
+    assert first.created and (first.key.stat().st_mode & 0o777) == 0o600
+    cert = x509.load_pem_x509_certificate(first.cert.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(san.get_values_for_type(x509.DNSName)) == {"localhost", "box"}
+    assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "10.0.0.5"}
+    again = tls.ensure_self_signed(tmp_path, ["localhost"], ["10.0.0.5"])
+    assert not again.created and again.fingerprint == first.fingerprint       # browsers keep their exception
+    moved = tls.ensure_self_signed(tmp_path, ["localhost"], ["10.0.0.6"])     # a new LAN address
+    assert moved.created and moved.fingerprint != first.fingerprint
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=362)
+    renewed = tls.ensure_self_signed(tmp_path, ["localhost"], ["10.0.0.6"], now=later)
+    assert renewed.created                                                    # within a week of expiry
+    first.cert.write_text("garbage")
+    assert tls.ensure_self_signed(tmp_path, ["localhost"], []).created
