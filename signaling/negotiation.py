@@ -948,7 +948,10 @@ def _plan_rtp_section(sec: _Section, m: MediaDescription, out: OutTrack | None) 
     if out is not None and out.kind != m.kind:
         raise NegotiationError(f"the server's {out.kind} track cannot go on {m.kind} mid={sec.mid}")
     we_send = out is not None and _receives(client_dir)
-    we_recv = _sends(client_dir) and sec.origin == "client"
+    # The client may send on a section the server created: Chrome's addTrack() reuses a
+    # transceiver that so far only received (RTCPeer's first unmute once others' audio was
+    # offered). pion (rtcd) then turns its transceiver to sendrecv; so do we.
+    we_recv = _sends(client_dir)
     if we_send:
         assert out is not None
         if not any(c.name.lower() == out.codec_name.lower() for c in codecs):
@@ -1117,12 +1120,15 @@ def create_server_offer(
         if sec.rejected or sec.kind not in ("audio", "video"):
             continue
         out = by_mid.get(sec.mid)
-        if out is None and sec.origin == "server":
+        client_sends = sec.origin == "client" or _sends(sec.client_direction)
+        if out is None and not client_sends:
             sec.rejected = True  # the track went away: stop the transceiver (JSEP 5.2.2)
             sec.out_track = None
             continue
         sec.out_track = out
-        sec.local_direction = _direction(out is not None, sec.origin == "client")
+        # server audio sections stay sendrecv (see below); a section the client sends on
+        # stays open (recvonly) when the server's track on it goes away
+        sec.local_direction = _direction(out is not None, client_sends or sec.kind == "audio")
 
     resolved: list[OutTrack] = []
     for t in tracks:
@@ -1144,7 +1150,11 @@ def create_server_offer(
                     HeaderExtension(state._pick_extension_id(uri), uri)
                     for uri in _SEND_EXTENSIONS[t.kind]
                 ],
-                local_direction="sendonly",
+                # Audio is offered sendrecv, as pion's AddTrack (rtcd) does: if the client's
+                # addTrack() reuses this transceiver while its own offer lost a glare, its
+                # answer can still start sending here (a sendonly offer is answered recvonly,
+                # and Chrome then sees no need to negotiate again).
+                local_direction="sendrecv" if t.kind == "audio" else "sendonly",
                 out_track=placed,
             )
         )

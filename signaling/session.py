@@ -174,7 +174,7 @@ class RtcSession:
         self.close_reason: str | None = None
         self.created = time.monotonic()
         self.first_offer_at: float | None = None
-        self._answer_waiter: asyncio.Future[str] | None = None
+        self._answer_waiter: asyncio.Future[RemoteInfo] | None = None
         self._answer_via_dc = False
         self._needs_offer = False
         self._negotiator: asyncio.Task[None] | None = None
@@ -490,8 +490,7 @@ class RtcSession:
         self._answer_waiter = loop.create_future()
         self._send_sdp("offer", str(offer.description), self.cfg.dc_signaling and self.dc is not None)
         try:
-            answer_text = await asyncio.wait_for(self._answer_waiter, self.server.config.answer_timeout)
-            info = apply_answer(self.neg, SessionDescription.parse(answer_text))
+            await asyncio.wait_for(self._answer_waiter, self.server.config.answer_timeout)
         except (TimeoutError, SdpError, NegotiationError) as exc:
             self.neg.rollback()
             for sub in subs:
@@ -509,13 +508,23 @@ class RtcSession:
         finally:
             self._answer_waiter = None
         self._offer_failures = 0
-        self._attach_consumers(info)
 
     def _on_client_answer(self, text: str) -> None:
-        if self._answer_waiter is None or self._answer_waiter.done():
+        waiter = self._answer_waiter
+        if waiter is None or waiter.done():
             log.info("%r: unexpected answer (no offer pending); ignored", self)
             return
-        self._answer_waiter.set_result(text)
+        # Apply it here, not when _offer_round resumes: a client offer may arrive right behind
+        # this answer (in the same read), and it is not glare once the answer is in.
+        self._answer_waiter = None
+        try:
+            info = apply_answer(self.neg, SessionDescription.parse(text))
+        except (SdpError, NegotiationError) as exc:
+            waiter.set_exception(exc)
+            return
+        self._apply_remote_media(info)  # a sendrecv answer may carry the client's microphone
+        self._attach_consumers(info)
+        waiter.set_result(info)
 
     def _attach_consumers(self, info: RemoteInfo) -> None:
         for sub in self.subscriptions.values():

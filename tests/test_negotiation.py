@@ -472,7 +472,10 @@ def test_firefox_offer_and_numbering_adopted() -> None:
     assert {e.uri: e.id for e in new_audio.extmaps} == {AUDIO_LEVEL_URI: 1, MID_URI: 3, TWCC_URI: 7}
     assert {e.uri: e.id for e in new_video.extmaps} == {MID_URI: 3, TWCC_URI: 7}
     assert new_audio.codecs[0].fmtp == "minptime=10;useinbandfec=1"
-    assert new_audio.direction == "sendonly" and new_audio.ssrcs[0].cname == "sfu"
+    # audio is offered sendrecv (as pion's AddTrack does): a client whose addTrack()
+    # reuses this transceiver can start sending in its answer; video is sendonly
+    assert new_audio.direction == "sendrecv" and new_audio.ssrcs[0].cname == "sfu"
+    assert new_video.direction == "sendonly"
     assert [str(m) for m in new_audio.msids] == ["peer voice_peer_1"]
     # the client's own sections keep receiving
     assert [m.direction for m in offer.description.media[:2]] == ["recvonly", "recvonly"]
@@ -538,7 +541,8 @@ def test_twenty_server_offers_keep_numbering(profile: Profile, fixture: str | No
                 assert m.port != 0
                 continue
             if m.mid in live:
-                assert m.port != 0 and m.direction == "sendonly" and m.mid in desc.groups[0].mids
+                want = "sendrecv" if m.kind == "audio" else "sendonly"
+                assert m.port != 0 and m.direction == want and m.mid in desc.groups[0].mids
             elif m.port == 0:
                 assert m.mid not in desc.groups[0].mids
             for e in m.extmaps:
@@ -572,18 +576,20 @@ def test_client_reoffer_adds_audio_keeps_sections() -> None:
     ans = sdp.parse(answer(state, reoffer))
     app, remote_voice, own = ans.media
     assert app.sctp_port == 5000
-    assert remote_voice.direction == "sendonly"  # sendrecv on a mid the server only sends on
+    # the client sends on a mid the server created (Chrome's addTrack() reused the
+    # receiving transceiver): the server receives there too, as pion does
+    assert remote_voice.direction == "sendrecv"
     assert [str(m) for m in remote_voice.msids] == ["alice voice_alice_1"]
     assert remote_voice.ssrcs[0].ssrc == 4242 and remote_voice.payload_types == [111]
     assert own.direction == "recvonly" and own.payload_types == [111]
     assert info.media[2].client_sends and info.media[2].ssrcs == (1002,)
-    assert info.media[1].server_sends and not info.media[1].client_sends
+    assert info.media[1].server_sends and info.media[1].client_sends
     assert info.media[1].out_track == voice
     assert state.mids == ("0", "1", "2")
     browser._learn(sdp.render(ans))
-    # the next server offer keeps the client's own section receiving and the voice sending
+    # the next server offer keeps both directions where the client sends
     offer = create_server_offer(state, tracks=[voice]).description
-    assert [m.direction for m in offer.media[1:]] == ["sendonly", "recvonly"]
+    assert [m.direction for m in offer.media[1:]] == ["sendrecv", "recvonly"]
 
 
 def test_recvonly_client_section_gets_server_track() -> None:
@@ -866,7 +872,6 @@ def _answer_errors() -> list[tuple[str, str]]:
             "a=setup:active",
             ("the answer has a=setup:passive; the client must stay the DTLS client (active)"),
         ),
-        ("a=recvonly", "the answer says sendrecv on mid=1, which cannot answer sendonly"),
         ("a=rtcp-mux", "the answer has no a=rtcp-mux on mid=1"),
     ]
 
@@ -1041,3 +1046,12 @@ def test_negotiation_never_crashes(
             apply_answer(state, desc)
         except NegotiationError:
             state.rollback()
+
+
+def test_answer_direction_must_fit_a_sendonly_video_offer() -> None:
+    state, browser = connect(CHROME)
+    offer = create_server_offer(state, tracks=[OutTrack(None, "video", 7, "s", "screen_s_1", "VP8")])
+    good = browser.answer(str(offer))
+    assert "a=recvonly" in good
+    with pytest.raises(NegotiationError, match="the answer says sendrecv on mid=1, which cannot answer sendonly"):
+        apply_answer(state, sdp.parse(good.replace("a=recvonly", "a=sendrecv")))
