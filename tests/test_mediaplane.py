@@ -465,3 +465,52 @@ async def test_transport_cc_feedback_to_publishers(plane: MediaPlane) -> None:
     assert len(deltas) == 6, "one receive delta per received packet"
     assert deltas[-1] >= 150 * 4 * 0.9, "the last packet came >= 150 ms later (250 us units)"
     assert plane.session_stats(pub.sid)["twcc_sent"] == len(fbs)
+
+
+async def test_event_queue_overflow_is_counted_and_media_goes_on() -> None:
+    """STUN/DTLS go to Python through a bounded queue; a flood beyond it is
+    dropped and counted, and media keeps flowing."""
+    plane = MediaPlane(MediaConfig(addresses=("127.0.0.1",), port=0, report_interval=3600, event_slots=16))
+    await plane.start()
+    loop = asyncio.get_running_loop()
+    loop.remove_reader(plane.sockets[0].fileno())   # drive the router by hand: one big batch
+    try:
+        pub, sub = SrtpPeer(plane), SrtpPeer(plane)
+        tid = plane.publish(pub.sid, kind=KIND_AUDIO, clock_rate=48000, ssrc=3)
+        plane.subscribe(tid, sub.sid, 33)
+        for i in range(40):
+            pub.send_raw(b"\x00\x01\x00\x00\x21\x12\xa4\x42" + bytes([i]) * 12)
+        for seq in range(5):
+            pub.send_rtp(**opus(3, seq))
+        seen: list[MediaEvent] = []
+        plane.add_event_handler(seen.append)
+        plane.router.on_readable(0)
+        assert len(seen) == 16
+        g = plane.global_stats()
+        assert g["drop_event_overflow"] == 24 and g["events"] == 16
+        assert plane.session_stats(pub.sid)["drop_queue_overflow"] == 24
+        rtp, _ = sub.recv()
+        assert len(rtp) == 5
+    finally:
+        await plane.stop()
+
+
+def test_forwarding_under_uvloop() -> None:
+    """The media plane is driven by add_reader on either loop."""
+    import uvloop
+
+    async def main() -> int:
+        plane = MediaPlane(MediaConfig(addresses=("127.0.0.1",), port=0, report_interval=3600))
+        await plane.start()
+        try:
+            pub, sub = SrtpPeer(plane), SrtpPeer(plane)
+            tid = plane.publish(pub.sid, kind=KIND_AUDIO, clock_rate=48000, ssrc=9)
+            plane.subscribe(tid, sub.sid, 99)
+            for seq in range(20):
+                pub.send_rtp(**opus(9, seq))
+            await settle()
+            return len(sub.recv()[0])
+        finally:
+            await plane.stop()
+
+    assert uvloop.run(main()) == 20
