@@ -525,3 +525,25 @@ async def test_server_screen_share_and_camera_rules(server: DemoServer, pages: A
     assert cam["code"] == "forbidden"
     link = await alice.request("call_link", channel_id=ts)
     assert link["data"]["link"] == f"http://127.0.0.1:{server.port}/channels/{ts}?join_call=true"
+
+
+async def test_server_deactivation_signs_out_and_removes_from_the_call(server: DemoServer, pages: Any) -> None:
+    ts = cid("town-square")
+    alice, _ = await pages("alice")
+    bob, _ = await pages("bob")
+    assert (await alice.request("call_join", channel_id=ts))["ok"]
+    assert (await bob.request("call_join", channel_id=ts))["ok"]
+    call_id = server.host.calls[ts].id
+    denied = await bob.request("command", channel_id=ts, text="/deactivate @alice")
+    assert denied["error"] == "Only a system admin can activate or deactivate users."
+    reply = await alice.request("command", channel_id=ts, text="/deactivate @bob")
+    assert reply["data"]["text"] == "@bob is deactivated."
+    assert (await bob.event("call_closed"))["reason"] == "@bob was deactivated"
+    assert (await bob.event("signed_out"))["reason"] == "@bob was deactivated."
+    await asyncio.wait_for(bob.reader, 5)                         # the server closed bob's WebSocket
+    assert [s.user_id for s in server.sfu.sessions(call_id)] == [uid(server.host, "alice")]
+    _, again = await pages("bob")
+    assert again["error"] == "@bob is deactivated and cannot sign in or join calls."
+    assert (await alice.request("command", channel_id=ts, text="/activate @bob"))["ok"]
+    _, back = await pages("bob")
+    assert back["ok"]

@@ -88,6 +88,7 @@ class Conn:
         self.user_id = ""
         self.session_id: str | None = None
         self.outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self.writer_task: asyncio.Future[None] | None = None
 
     def send(self, obj: dict[str, Any]) -> None:
         self.outbox.put_nowait(json.dumps(obj))
@@ -195,7 +196,7 @@ class DemoServer:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=20)
         await ws.prepare(request)
         conn = Conn(ws, f"{self.scheme}://{request.host}")
-        writer = asyncio.ensure_future(conn.writer())
+        writer = conn.writer_task = asyncio.ensure_future(conn.writer())
         try:
             async for m in ws:
                 if m.type != WSMsgType.TEXT:
@@ -348,6 +349,8 @@ class DemoServer:
                         c.send({"type": "signed_out", "reason": f"@{user.username} was deactivated."})
                         self._disconnect(c)
                         c.outbox.put_nowait(None)
+                        if c.writer_task is not None:           # deliver what is queued, then close
+                            await asyncio.wait([c.writer_task], timeout=5)
                         await c.ws.close()
             return {"text": f"@{user.username} is {'active' if user.active else 'deactivated'}."}
         if cmd == "/msg":
