@@ -115,7 +115,6 @@ if __name__ != "__main__":
 
     def test_page_msgpack_matches_python() -> None:
         import msgpack
-
         from switchboard.signaling import dcmsg
         from switchboard.signaling.dcmsg import DCMessageType
 
