@@ -58,6 +58,7 @@ if __name__ != "__main__":
     pytestmark = pytest.mark.interop
 
     def _run_scenario(name: str, timeout: float = 150.0) -> dict[str, Any]:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         cmd = ["unshare", "--net", "--", sys.executable, str(Path(__file__).resolve()), name,
                "--artifacts", str(ARTIFACTS)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
