@@ -463,6 +463,11 @@ class RtcSession:
             locked_at = time.monotonic()
             try:
                 await self._offer_round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not silently end all future offers
+                log.exception("%r: server offer round failed", self)
+                self.server.metrics.error(self.cfg.group_id, "signaling")
             finally:
                 self.lock.release("server")
                 self.server.metrics.lock_locked_time(self.cfg.group_id, time.monotonic() - locked_at)
@@ -487,10 +492,12 @@ class RtcSession:
         }
         self._send_dc(dcmsg.encode_media_map(media_map))
         loop = self.server.loop
-        self._answer_waiter = loop.create_future()
+        waiter: asyncio.Future[RemoteInfo] = loop.create_future()
+        self._answer_waiter = waiter
+        # an in-process host may answer before _send_sdp even returns
         self._send_sdp("offer", str(offer.description), self.cfg.dc_signaling and self.dc is not None)
         try:
-            await asyncio.wait_for(self._answer_waiter, self.server.config.answer_timeout)
+            await asyncio.wait_for(waiter, self.server.config.answer_timeout)
         except (TimeoutError, SdpError, NegotiationError) as exc:
             self.neg.rollback()
             for sub in subs:
