@@ -1,6 +1,10 @@
 # The two commands of the README. Each does all set-up itself.
 .PHONY: serve demo test soak bench
 
+demo:
+	@scripts/bootstrap runtime
+	switchboard demo
+
 serve:
 	@scripts/bootstrap runtime
 	switchboard serve
