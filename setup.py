@@ -15,6 +15,7 @@ import os
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext as _build_ext
+from setuptools.command.build_py import build_py as _build_py
 
 CYTHON_REQUIRED = (3, 1)
 
@@ -73,6 +74,15 @@ class build_ext(_build_ext):
         super().finalize_options()
 
 
+class build_py(_build_py):
+    """The repository root is the ``switchboard`` package; its build script
+    is not part of it (distutils skips it only when run as ``python setup.py``)."""
+
+    def find_package_modules(self, package, package_dir):  # type: ignore[no-untyped-def]
+        modules = super().find_package_modules(package, package_dir)
+        return [m for m in modules if not (package == "switchboard" and m[1] == "setup")]
+
+
 setup(
     ext_modules=[
         Extension(
@@ -81,5 +91,5 @@ setup(
             include_dirs=["_native", "_native/includes"],
         )
     ],
-    cmdclass={"build_ext": build_ext},
+    cmdclass={"build_ext": build_ext, "build_py": build_py},
 )
