@@ -21,6 +21,7 @@ include "idmap.pyx"
 include "twcc.pyx"
 include "router.pyx"
 include "crc32c.pyx"
+include "client.pyx"
 
 KIND_AUDIO_ = KIND_AUDIO
 KIND_VIDEO_ = KIND_VIDEO
