@@ -297,6 +297,15 @@ class MediaPlane:
         """Accept media from ``addr`` (the ICE-nominated 5-tuple) for ``sid``."""
         self.router.session_bind(sid, sock, addr[0], addr[1])
 
+    def bind_session_stream(self, sid: int) -> None:
+        """Bind ``sid`` to an ICE-TCP connection: its media comes in through
+        ``inject`` and goes out as EVENT_STREAM_SEND events."""
+        self.router.session_bind_stream(sid)
+
+    def inject(self, sid: int, data: bytes) -> None:
+        """One media packet that arrived for ``sid`` over ICE-TCP."""
+        self.router.inject(sid, data)
+
     def unbind_session(self, sid: int) -> None:
         self.router.session_unbind(sid)
 
@@ -417,6 +426,11 @@ class MediaPlane:
 
     def consumer_stats(self, cid: int) -> dict[str, int]:
         return dict(zip(CONSUMER_COUNTERS, (int(x) for x in self.router.consumer_counters[cid])))
+
+    def latency(self) -> tuple[np.ndarray, np.ndarray]:
+        """(counts[kind, bucket], sums[kind]): forwarded source packets by
+        forwarding latency (LATENCY_BUCKETS, then +Inf), audio row 0, video row 1."""
+        return self.router.latency_counts, self.router.latency_sums
 
     def audio_levels(self) -> tuple[np.ndarray, np.ndarray]:
         """(levels[track, ring], count[track]): the last AUDIO_LEVEL_RING audio

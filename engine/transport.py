@@ -145,7 +145,7 @@ class WebRtcTransport:
         previous = self.addr
         self.addr, self.sock, self.tcp = addr, sock, tcp
         if tcp is not None:
-            self.server.plane.router.session_bind_stream(self.sid)
+            self.server.plane.bind_session_stream(self.sid)
         else:
             self.server.plane.bind_session(self.sid, sock, addr)
         if previous is not None and previous != addr:

@@ -262,4 +262,4 @@ class TransportServer:
         elif 20 <= first <= 63:
             conn.webrtc.on_dtls(frame)
         elif 128 <= first <= 191:
-            self.plane.router.inject(conn.webrtc.sid, frame)
+            self.plane.inject(conn.webrtc.sid, frame)

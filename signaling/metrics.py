@@ -174,8 +174,7 @@ class _NativeCollector(Collector):
         ours = HistogramMetricFamily(
             "switchboard_forwarding_latency_seconds",
             "Seconds from recvmmsg to sendmmsg per forwarded source packet", labels=["kind"])
-        counts = np.asarray(plane.router.latency_counts)
-        sums = np.asarray(plane.router.latency_sums)
+        counts, sums = plane.latency()
         for k, (label, kind) in enumerate((("voice", "audio"), ("screen", "video"))):
             cum = np.cumsum(counts[k]).tolist()
             rtcd_buckets = []
@@ -189,8 +188,8 @@ class _NativeCollector(Collector):
             ours.add_metric([kind], buckets, float(sums[k]))
         yield writes
         yield ours
-        g = np.asarray(plane.router.global_counters)
-        s = np.asarray(plane.router.session_counters).sum(axis=0)
+        g = plane.global_counters
+        s = plane.session_counters.sum(axis=0)
         drops = CounterMetricFamily("switchboard_drops", "Datagrams dropped by the media plane, by reason",
                                     labels=["reason"])
         for name, value in zip(GLOBAL_COUNTERS, g.tolist()):
