@@ -231,6 +231,7 @@ class RtcServer:
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._vad_handle: asyncio.TimerHandle | None = None
+        self._stun_task: asyncio.Task[None] | None = None
         self._track_listeners: list[Callable[[PublishedTrack, bool], None]] = []
 
     # ---------------------------------------------------------------- lifecycle
@@ -238,11 +239,27 @@ class RtcServer:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         await self.transports.start()
+        ccfg = self.config.candidates
+        # Candidates from local addresses (and any override) at once; a STUN
+        # lookup of the public address runs in the background and replaces
+        # them when it answers, so an unreachable STUN server never delays or
+        # fails startup (Calls issue #110).
+        await self._gather(dataclasses.replace(ccfg, stun_url="") if ccfg.stun_url else ccfg)
+        if ccfg.stun_url:
+            self._stun_task = self.loop.create_task(self._gather(ccfg))
+        self._vad_handle = self.loop.call_later(self.config.vad_interval, self._vad_tick)
+
+    async def _gather(self, ccfg: cand.CandidateConfig) -> None:
         udp_port = self.plane.socket_info[0].address[1]
         tcp_ports = self.transports.tcp_ports
-        ccfg = self.config.candidates
-        found = await cand.gather_host_candidates(ccfg, local_ips=self.config.local_ips)
-        self.candidates = []
+        try:
+            found = await cand.gather_host_candidates(ccfg, local_ips=self.config.local_ips)
+        except Exception:
+            if self.candidates:  # the background STUN pass: keep what we have
+                log.exception("ICE candidate discovery failed; keeping the local candidates")
+                return
+            raise
+        candidates = []
         for c in found:
             parsed = Candidate.parse(c.to_sdp())
             # the configured ports are what we bound unless a test asked for port 0
@@ -252,12 +269,14 @@ class RtcServer:
                 if not tcp_ports:
                     continue
                 parsed = dataclasses.replace(parsed, port=tcp_ports[0])
-            self.candidates.append(parsed)
-        log.info("ICE candidates: %s", ", ".join(f"{c.transport} {c.address}:{c.port}" for c in self.candidates))
-        self._vad_handle = self.loop.call_later(self.config.vad_interval, self._vad_tick)
+            candidates.append(parsed)
+        self.candidates = candidates
+        log.info("ICE candidates: %s", ", ".join(f"{c.transport} {c.address}:{c.port}" for c in candidates))
 
     async def stop(self) -> None:
         self.stopping = True
+        if self._stun_task is not None:
+            self._stun_task.cancel()
         for sid in list(self.sessions):
             self.close_session(sid, "server stopped")
         if self._vad_handle is not None:

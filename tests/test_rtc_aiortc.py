@@ -190,3 +190,28 @@ async def test_server_trickles_its_candidates(rtc: tuple[RtcServer, Hub]) -> Non
     assert any(str(x["candidate"]).startswith("candidate:") and " udp " in str(x["candidate"]) for x in cands)  # type: ignore[index]
     assert any("tcptype passive" in str(x["candidate"]) for x in cands)  # type: ignore[index]
     assert all(x["usernameFragment"] == server.sessions["tr"].transport.local_ufrag for x in cands)  # type: ignore[index]
+
+
+async def test_slow_stun_lookup_never_delays_startup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The public-address lookup runs in the background: the server starts at
+    once with its local candidates and adopts the STUN answer when it comes."""
+    import dataclasses as dc
+
+    from switchboard.engine import candidates as cand_mod
+
+    async def slow_discover(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(1.0)
+        return "203.0.113.9"
+
+    monkeypatch.setattr(cand_mod, "discover_public_address", slow_discover)
+    server = RtcServer(RtcConfig(media=MediaConfig(addresses=("127.0.0.1",), port=0),
+                                 transport=TransportConfig(), local_ips=("10.20.30.40",),
+                                 candidates=dc.replace(cand_mod.CandidateConfig(), stun_url="stun:stun.invalid:3478")))
+    t0 = time.monotonic()
+    await server.start()
+    try:
+        assert time.monotonic() - t0 < 0.9
+        assert {c.address for c in server.candidates} == {"10.20.30.40"}
+        await wait_for(lambda: {c.address for c in server.candidates} == {"203.0.113.9"}, timeout=5)
+    finally:
+        await server.stop()
