@@ -9,6 +9,8 @@ import asyncio
 import fractions
 import json
 import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
@@ -86,6 +88,21 @@ class ColorBarsTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, 90000)
         self._n += 1
         return frame
+
+
+async def wait_for(
+    cond: Callable[[], bool],
+    timeout: float = 20.0,
+    step: float = 0.05,
+    what: str | Callable[[], str] = "",
+) -> None:
+    """Poll ``cond`` until true; on timeout fail saying ``what`` (a callable is evaluated then)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            detail = what() if callable(what) else what
+            raise AssertionError(f"condition not met in {timeout} s: {detail}")
+        await asyncio.sleep(step)
 
 
 def dominant_frequency(samples: np.ndarray, rate: int = 48000) -> float:

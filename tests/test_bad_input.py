@@ -15,19 +15,15 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
-from collections.abc import AsyncIterator
 
 import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiortc_client import AiortcClient, Hub, ToneTrack
-from switchboard.engine.mediaplane import MediaConfig
-from switchboard.engine.transportserver import TransportConfig
+from aiortc_client import AiortcClient, Hub, ToneTrack, wait_for
 from switchboard.signaling import dcmsg
-from switchboard.signaling.rtc import CountingMetrics, MessageType, RtcConfig, RtcServer
+from switchboard.signaling.rtc import CountingMetrics, MessageType, RtcServer
 
 
 @given(st.binary(max_size=300))
@@ -61,28 +57,6 @@ def test_dc_codec_round_trips() -> None:
     bomb = dcmsg.encode(dcmsg.DCMessageType.SDP, __import__("zlib").compress(b"{" * (200 * 1024)))
     with pytest.raises(dcmsg.DCMessageError, match="larger than 65536 bytes"):
         dcmsg.decode(bomb)
-
-
-async def wait_for(cond, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def rtc() -> AsyncIterator[tuple[RtcServer, Hub]]:
-    hub = Hub()
-    server = RtcServer(RtcConfig(media=MediaConfig(addresses=("127.0.0.1",), port=0),
-                                 transport=TransportConfig(), local_ips=("127.0.0.1",)),
-                       on_message=hub.on_message, on_close=hub.on_close)
-    await server.start()
-    try:
-        yield server, hub
-    finally:
-        for c in hub.clients.values():
-            await c.close()
-        await server.stop()
 
 
 @pytest.mark.interop

@@ -16,7 +16,6 @@ import fractions
 import json
 import math
 import time
-from collections.abc import AsyncIterator
 
 import aioice
 import av
@@ -28,9 +27,7 @@ from aiortc_client import AiortcClient, Hub
 from rtpkit import build_rtp
 from switchboard.engine import dtls as dtls_mod
 from switchboard.engine.certificate import generate_certificate, parse_fingerprint
-from switchboard.engine.mediaplane import MediaConfig
-from switchboard.engine.transportserver import TransportConfig
-from switchboard.signaling.rtc import Message, MessageType, RtcConfig, RtcServer, SessionConfig
+from switchboard.signaling.rtc import Message, MessageType, RtcServer, SessionConfig
 from switchboard.signaling.sdp import SessionDescription
 
 pytestmark = pytest.mark.interop
@@ -156,21 +153,6 @@ class RoamingClient:
             self.seq += 1
             await self.conn.send(self.srtp.protect(pkt))
             await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def rtc() -> AsyncIterator[tuple[RtcServer, Hub]]:
-    hub = Hub()
-    server = RtcServer(RtcConfig(media=MediaConfig(addresses=("127.0.0.1",), port=0),
-                                 transport=TransportConfig(), local_ips=("127.0.0.1",)),
-                       on_message=hub.on_message, on_close=hub.on_close)
-    await server.start()
-    try:
-        yield server, hub
-    finally:
-        for c in hub.clients.values():
-            await c.close()
-        await server.stop()
 
 
 async def test_roaming_client_restarts_ice_and_keeps_its_call(rtc: tuple[RtcServer, Hub]) -> None:

@@ -16,7 +16,6 @@ import json
 import os
 import struct
 import time
-from collections.abc import AsyncIterator
 
 import pylibsrtp
 import pytest
@@ -27,9 +26,7 @@ from switchboard.engine import dtls as dtls_mod
 from switchboard.engine import stun
 from switchboard.engine.certificate import generate_certificate, parse_fingerprint
 from switchboard.engine.ice import TcpFramer, frame_tcp
-from switchboard.engine.mediaplane import MediaConfig
-from switchboard.engine.transportserver import TransportConfig
-from switchboard.signaling.rtc import Message, MessageType, RtcConfig, RtcServer, SessionConfig
+from switchboard.signaling.rtc import Message, MessageType, RtcServer, SessionConfig
 from switchboard.signaling.sdp import Fingerprint, SessionDescription
 from test_ice_restart import opus_packets
 
@@ -159,22 +156,6 @@ class TcpClient:
         for i, p in enumerate(payloads):
             self.writer.write(frame_tcp(self.tx.protect(build_rtp(ssrc=SSRC, seq=i, ts=i * 960, pt=111, payload=p))))
             await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def rtc() -> AsyncIterator[tuple[RtcServer, Hub]]:
-    hub = Hub()
-    server = RtcServer(RtcConfig(media=MediaConfig(addresses=("127.0.0.1",), port=0),
-                                 transport=TransportConfig(tcp_addresses=("127.0.0.1",), tcp_port=0),
-                                 local_ips=("127.0.0.1",)),
-                       on_message=hub.on_message, on_close=hub.on_close)
-    await server.start()
-    try:
-        yield server, hub
-    finally:
-        for c in hub.clients.values():
-            await c.close()
-        await server.stop()
 
 
 async def test_media_over_ice_tcp_both_ways(rtc: tuple[RtcServer, Hub]) -> None:

@@ -6,45 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
-from aiortc_client import AiortcClient, ColorBarsTrack, Hub, ToneTrack
+from aiortc_client import AiortcClient, ColorBarsTrack, Hub, ToneTrack, wait_for
 from switchboard.engine.mediaplane import MediaConfig
 from switchboard.engine.transportserver import TransportConfig
 from switchboard.signaling.rtc import MessageType, RtcConfig, RtcServer
 
 pytestmark = pytest.mark.interop
-
-
-async def wait_for(cond, timeout: float = 20.0, step: float = 0.05) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(step)
-
-
-@pytest.fixture
-async def rtc() -> AsyncIterator[tuple[RtcServer, Hub]]:
-    hub = Hub()
-    server = RtcServer(
-        RtcConfig(
-            media=MediaConfig(addresses=("127.0.0.1",), port=0),
-            transport=TransportConfig(tcp_addresses=("127.0.0.1",), tcp_port=0),
-            local_ips=("127.0.0.1",),
-        ),
-        on_message=hub.on_message,
-        on_close=hub.on_close,
-    )
-    await server.start()
-    try:
-        yield server, hub
-    finally:
-        for c in hub.clients.values():
-            await c.close()
-        await server.stop()
 
 
 async def test_three_peers_hear_each_others_tones(rtc: tuple[RtcServer, Hub]) -> None:

@@ -9,27 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from aiortc_client import AiortcClient, ColorBarsTrack, ToneTrack
+from aiortc_client import AiortcClient, ColorBarsTrack, ToneTrack, wait_for
 from switchboard.signaling.client import HostClient
 from switchboard.signaling.rtc import Message, MessageType
 from switchboard.signaling.service import Service
 from test_service import KEY, options
 
 pytestmark = pytest.mark.interop
-
-
-async def wait_for(cond, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 class RelayedPeer(AiortcClient):

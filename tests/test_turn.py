@@ -15,8 +15,7 @@ missing binary fails the tests.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
@@ -25,30 +24,13 @@ import pytest
 from aioice import stun
 from aioice.turn import create_turn_endpoint
 from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection
-from aiortc_client import AiortcClient, Hub, ToneTrack
+from aiortc_client import AiortcClient, Hub, ToneTrack, wait_for
 from coturn import Coturn, CoturnConfig, CoturnError, rest_credentials, turnserver_binary
-from switchboard.engine.mediaplane import MediaConfig
-from switchboard.engine.transportserver import TransportConfig
-from switchboard.signaling.rtc import MessageType, RtcConfig, RtcServer
+from switchboard.signaling.rtc import MessageType, RtcServer
 
 pytestmark = pytest.mark.interop
 
 SECRET = "north-wind-secret"
-
-
-async def wait_for(
-    cond: Callable[[], bool],
-    timeout: float = 15.0,
-    step: float = 0.05,
-    what: str | Callable[[], str] = "",
-) -> None:
-    """Poll ``cond``; on timeout fail with ``what`` (a callable is evaluated then)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            detail = what() if callable(what) else what
-            raise AssertionError(f"condition not met in {timeout} s: {detail}")
-        await asyncio.sleep(step)
 
 
 @pytest.fixture
@@ -61,27 +43,6 @@ def coturn_rest() -> Iterator[Coturn]:
 def coturn_static() -> Iterator[Coturn]:
     with Coturn(CoturnConfig(users=(("alice", "wonderland"),))) as server:
         yield server
-
-
-@pytest.fixture
-async def rtc() -> AsyncIterator[tuple[RtcServer, Hub]]:
-    hub = Hub()
-    server = RtcServer(
-        RtcConfig(
-            media=MediaConfig(addresses=("127.0.0.1",), port=0),
-            transport=TransportConfig(tcp_addresses=("127.0.0.1",), tcp_port=0),
-            local_ips=("127.0.0.1",),
-        ),
-        on_message=hub.on_message,
-        on_close=hub.on_close,
-    )
-    await server.start()
-    try:
-        yield server, hub
-    finally:
-        for c in hub.clients.values():
-            await c.close()
-        await server.stop()
 
 
 class RelayOnlyClient(AiortcClient):
