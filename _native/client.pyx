@@ -45,8 +45,10 @@
 #
 # Locking: every table lives in one C struct (LpState) shared by the thread
 # and Python. The thread holds `mu` while it works and releases it while it
-# sleeps; Python's methods take it (without the GIL) for their short calls.
-# The thread never touches a Python object or the GIL.
+# sleeps; Python's methods take it (without the GIL) for their short calls
+# and never create a Python object while holding it (an allocation can run
+# the garbage collector for tens of milliseconds: readers copy the C data
+# out first). The thread never touches a Python object or the GIL.
 
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 import numpy as _np
@@ -132,12 +134,13 @@ cdef enum:
     LP_EPOLL_EVENTS = 512
     LP_CMSG = 64                 # control buffer per datagram (one timespec)
     LP_EV_DATA = 1600            # largest STUN/DTLS datagram handed to Python
-    LP_HIST = 20000              # delay histogram: 1 us buckets up to 20 ms, then one overflow
+    LP_HIST = 100000             # delay histogram: 1 us buckets up to 100 ms, then one overflow
     LP_RING = 512                # NACK ring per video sender (power of two)
     LP_RING_SLOT = 1536
     LP_TWCC_MAX = 1024           # transport-cc arrivals buffered per user between feedbacks
     LP_NO_SENDER = 0xFFFFFFFF
     LP_REPORT_MAX = 1200
+    LP_SLOW = 4096               # in-window packets slower than slow_ns kept for diagnosis
 
 cdef enum LpKind:
     LP_AUDIO = 0
@@ -323,6 +326,11 @@ cdef struct LpState:
     int64_t late_max_ns
     uint64_t bursts
     uint64_t polls_ready
+    int64_t loop_max_ns         # longest locked work section of one loop iteration
+    uint64_t loops_over_1ms
+    int64_t slow_ns
+    int32_t n_slow
+    int64_t *slow               # (receive realtime ns, delay ns, user, sender) x LP_SLOW
     # buffers
     epoll_event evs[LP_EPOLL_EVENTS]
     mmsghdr rmsgs[LP_BATCH]
@@ -902,6 +910,12 @@ cdef void lp_on_rtp(LpState *st, int32_t uid, uint8_t *p, int n, int64_t rx_real
                 st.delay_max_ns = d
             st.delay_n += 1
             st.delay_sum += <double>d
+            if d >= st.slow_ns and st.n_slow < LP_SLOW:
+                st.slow[4 * st.n_slow] = rx_real
+                st.slow[4 * st.n_slow + 1] = d
+                st.slow[4 * st.n_slow + 2] = uid
+                st.slow[4 * st.n_slow + 3] = <int64_t>sidx
+                st.n_slow += 1
             d //= 1000
             st.hist[d if d < LP_HIST else LP_HIST] += 1
     # transport-wide sequence numbers stamped by the SFU
@@ -1056,7 +1070,7 @@ cdef void lp_poll(LpState *st) noexcept nogil:
 cdef void *lp_thread_main(void *arg) noexcept nogil:
     cdef LpState *st = <LpState *>arg
     cdef sched_param sp
-    cdef int64_t now, wake
+    cdef int64_t now, wake, t0
     cdef timespec ts
     cdef uint64_t one = 1
     if st.rt_prio > 0:
@@ -1065,11 +1079,16 @@ cdef void *lp_thread_main(void *arg) noexcept nogil:
     while st.running:
         pthread_mutex_lock(&st.mu)
         now = lp_mono_ns()
+        t0 = now
         lp_send_due(st, now)
         lp_poll(st)
         now = lp_mono_ns()
         lp_user_timers(st, now)
         st.loops += 1
+        if now - t0 > st.loop_max_ns:
+            st.loop_max_ns = now - t0
+        if now - t0 > 1000000:
+            st.loops_over_1ms += 1
         wake = now + st.poll_ns
         if st.sheap_n > 0 and st.sheap[0].key < wake:
             wake = st.sheap[0].key
@@ -1143,6 +1162,8 @@ cdef class LoadPlane:
         st.sheap = <LpHeapItem *>PyMem_Calloc(max_senders, sizeof(LpHeapItem))
         st.uheap = <LpHeapItem *>PyMem_Calloc(max_users, sizeof(LpHeapItem))
         st.hist = <uint64_t *>PyMem_Calloc(LP_HIST + 1, sizeof(uint64_t))
+        st.slow = <int64_t *>PyMem_Calloc(4 * LP_SLOW, sizeof(int64_t))
+        st.slow_ns = 2000000
         st.ev = <LpEvent *>PyMem_Calloc(event_slots, sizeof(LpEvent))
         st.ev_data = <uint8_t *>PyMem_Malloc(<size_t>event_slots * LP_EV_DATA)
         st.rbuf = <uint8_t *>PyMem_Malloc(<size_t>LP_BATCH * SLOT_SIZE)
@@ -1150,7 +1171,7 @@ cdef class LoadPlane:
         st.sbuf = <uint8_t *>PyMem_Calloc(1, SLOT_SIZE)
         st.tbuf = <uint8_t *>PyMem_Calloc(1, 8192 + 8 * LP_TWCC_MAX)
         if (st.users == NULL or st.senders == NULL or st.streams == NULL or st.sheap == NULL
-                or st.uheap == NULL or st.hist == NULL or st.ev == NULL or st.ev_data == NULL
+                or st.uheap == NULL or st.hist == NULL or st.slow == NULL or st.ev == NULL or st.ev_data == NULL
                 or st.rbuf == NULL or st.cbuf == NULL or st.sbuf == NULL or st.tbuf == NULL):
             raise MemoryError()
         for i in range(LP_BATCH):
@@ -1196,6 +1217,7 @@ cdef class LoadPlane:
         PyMem_Free(st.sheap)
         PyMem_Free(st.uheap)
         PyMem_Free(st.hist)
+        PyMem_Free(st.slow)
         PyMem_Free(st.ev)
         PyMem_Free(st.ev_data)
         PyMem_Free(st.rbuf)
@@ -1284,9 +1306,11 @@ cdef class LoadPlane:
         if inbound.outbound or not outbound.outbound:
             raise LoadPlaneError("set_user_keys needs an inbound and an outbound context")
         self._keys[uid] = (inbound, outbound)
+        cdef void *pin = inbound.ptr()
+        cdef void *pout = outbound.ptr()
         self._lock()
-        u.srtp_in = inbound.ptr()
-        u.srtp_out = outbound.ptr()
+        u.srtp_in = pin
+        u.srtp_out = pout
         u.keyed = 1
         self._unlock()
 
@@ -1408,23 +1432,41 @@ cdef class LoadPlane:
 
     def poll_events(self):
         """STUN and DTLS datagrams received since the last call:
-        a list of (user, kind, data) with kind 1 = STUN, 2 = DTLS."""
+        a list of (user, kind, data) with kind 1 = STUN, 2 = DTLS.
+
+        The ring is copied out under the lock and Python objects are made
+        after releasing it: an allocation may run the garbage collector,
+        and the media thread must never wait for that."""
         cdef LpState *st = self.st
         cdef list out = []
         cdef uint64_t buf
-        cdef LpEvent *e
+        cdef int32_t n = 0, i, j
+        cdef LpEvent *hdr = NULL
+        cdef uint8_t *data = NULL
         lp_read(st.evfd, &buf, 8)
-        self._lock()
+        hdr = <LpEvent *>PyMem_Malloc(st.ev_slots * sizeof(LpEvent))
+        data = <uint8_t *>PyMem_Malloc(<size_t>st.ev_slots * LP_EV_DATA)
+        if hdr == NULL or data == NULL:
+            PyMem_Free(hdr)
+            PyMem_Free(data)
+            raise MemoryError()
         try:
-            while st.ev_count:
-                e = &st.ev[st.ev_head]
-                out.append((e.user, e.kind,
-                            (<char *>(st.ev_data + <size_t>st.ev_head * LP_EV_DATA))[:e.length]))
-                st.ev_head = (st.ev_head + 1) % st.ev_slots
-                st.ev_count -= 1
-            st.ev_notified = 0
+            with nogil:
+                pthread_mutex_lock(&st.mu)
+                while st.ev_count:
+                    j = st.ev_head
+                    hdr[n] = st.ev[j]
+                    memcpy(data + <size_t>n * LP_EV_DATA, st.ev_data + <size_t>j * LP_EV_DATA, st.ev[j].length)
+                    n += 1
+                    st.ev_head = (st.ev_head + 1) % st.ev_slots
+                    st.ev_count -= 1
+                st.ev_notified = 0
+                pthread_mutex_unlock(&st.mu)
+            for i in range(n):
+                out.append((hdr[i].user, hdr[i].kind, (<char *>(data + <size_t>i * LP_EV_DATA))[:hdr[i].length]))
         finally:
-            self._unlock()
+            PyMem_Free(hdr)
+            PyMem_Free(data)
         return out
 
     # ---------------------------------------------------------------- measurement
@@ -1442,6 +1484,9 @@ cdef class LoadPlane:
         for k in range(<size_t>st.n_users * st.max_streams):
             st.streams[k].win_received = 0
         memset(st.hist, 0, (LP_HIST + 1) * sizeof(uint64_t))
+        st.n_slow = 0
+        st.loop_max_ns = 0
+        st.loops_over_1ms = 0
         st.delay_n = 0
         st.delay_sum = 0
         st.delay_max_ns = 0
@@ -1462,31 +1507,73 @@ cdef class LoadPlane:
 
     def delay_histogram(self):
         """(counts, n, sum_s, max_s): counts[i] = in-window packets whose
-        one-way delay was in [i, i+1) us; the last bucket is >= 20 ms."""
+        one-way delay was in [i, i+1) us; the last bucket is >= 100 ms."""
         cdef LpState *st = self.st
         cdef uint64_t[::1] view
+        cdef uint64_t n
+        cdef double total
+        cdef int64_t mx
         out = _np.zeros(LP_HIST + 1, dtype=_np.uint64)
         view = out
-        self._lock()
-        memcpy(&view[0], st.hist, (LP_HIST + 1) * sizeof(uint64_t))
-        n, total, mx = st.delay_n, st.delay_sum, st.delay_max_ns
-        self._unlock()
+        with nogil:
+            pthread_mutex_lock(&st.mu)
+            memcpy(&view[0], st.hist, (LP_HIST + 1) * sizeof(uint64_t))
+            n = st.delay_n
+            total = st.delay_sum
+            mx = st.delay_max_ns
+            pthread_mutex_unlock(&st.mu)
         return out, int(n), total * 1e-9, mx * 1e-9
+
+    def slow_packets(self):
+        """In-window packets whose one-way delay was at least 2 ms (the first 4096):
+        a list of (receive time, CLOCK_REALTIME s; delay s; receiving user; sender)."""
+        cdef LpState *st = self.st
+        cdef int i, n
+        cdef int64_t *copy = <int64_t *>PyMem_Malloc(4 * LP_SLOW * sizeof(int64_t))
+        if copy == NULL:
+            raise MemoryError()
+        out = []
+        try:
+            with nogil:
+                pthread_mutex_lock(&st.mu)
+                n = st.n_slow
+                memcpy(copy, st.slow, 4 * n * sizeof(int64_t))
+                pthread_mutex_unlock(&st.mu)
+            for i in range(n):
+                out.append((copy[4 * i] * 1e-9, copy[4 * i + 1] * 1e-9, <int>copy[4 * i + 2], <int>copy[4 * i + 3]))
+        finally:
+            PyMem_Free(copy)
+        return out
 
     def streams(self):
         """Per (receiving user, SSRC): a list of dicts with the source sender
         (-1 if never stamped), kind, in-window and total packets, duplicates,
         reordering, gaps, NACKs sent, jitter (RTP units) and RFC 3550 loss."""
         cdef LpState *st = self.st
-        cdef int uid, k
+        cdef int uid, k, n_users
         cdef LpStream *rs
+        cdef LpStream *copy = NULL
+        cdef int32_t *counts = NULL
         cdef uint32_t expected
+        cdef size_t total = <size_t>st.max_users * st.max_streams
         out = []
-        self._lock()
+        copy = <LpStream *>PyMem_Malloc(total * sizeof(LpStream))
+        counts = <int32_t *>PyMem_Malloc(st.max_users * sizeof(int32_t))
+        if copy == NULL or counts == NULL:
+            PyMem_Free(copy)
+            PyMem_Free(counts)
+            raise MemoryError()
         try:
-            for uid in range(st.n_users):
-                for k in range(st.users[uid].n_streams):
-                    rs = st.streams + <size_t>uid * st.max_streams + k
+            with nogil:
+                pthread_mutex_lock(&st.mu)
+                n_users = st.n_users
+                memcpy(copy, st.streams, total * sizeof(LpStream))
+                for uid in range(n_users):
+                    counts[uid] = st.users[uid].n_streams
+                pthread_mutex_unlock(&st.mu)
+            for uid in range(n_users):
+                for k in range(counts[uid]):
+                    rs = copy + <size_t>uid * st.max_streams + k
                     expected = (rs.cycles + rs.max_seq) - rs.base_seq + 1 if rs.seq_init else 0
                     out.append({
                         "user": uid, "ssrc": rs.ssrc,
@@ -1497,7 +1584,8 @@ cdef class LoadPlane:
                         "jitter": rs.jitter, "rtp_expected": expected, "rtp_received": rs.received,
                     })
         finally:
-            self._unlock()
+            PyMem_Free(copy)
+            PyMem_Free(counts)
         return out
 
     def senders(self):
@@ -1505,13 +1593,20 @@ cdef class LoadPlane:
         packet count (k_end - k_start), retransmissions, NACKs and PLIs
         received, and the SFU's last report block about it."""
         cdef LpState *st = self.st
-        cdef int i
+        cdef int i, n
         cdef LpSender *s
+        cdef LpSender *copy = <LpSender *>PyMem_Malloc(st.max_senders * sizeof(LpSender))
+        if copy == NULL:
+            raise MemoryError()
         out = []
-        self._lock()
         try:
-            for i in range(st.n_senders):
-                s = &st.senders[i]
+            with nogil:
+                pthread_mutex_lock(&st.mu)
+                n = st.n_senders
+                memcpy(copy, st.senders, n * sizeof(LpSender))
+                pthread_mutex_unlock(&st.mu)
+            for i in range(n):
+                s = &copy[i]
                 window = 0
                 if s.k_end != 0xFFFFFFFF and s.k_end >= s.k_start:
                     window = s.k_end - s.k_start
@@ -1525,7 +1620,7 @@ cdef class LoadPlane:
                     "rr_cum_lost": s.rr_cum_lost, "rr_count": s.rr_count,
                 })
         finally:
-            self._unlock()
+            PyMem_Free(copy)
         return out
 
     def stats(self):
@@ -1533,13 +1628,16 @@ cdef class LoadPlane:
         over 1 ms and 5 ms, worst lateness (s), ready sockets polled, event
         drops, whether it runs SCHED_FIFO."""
         cdef LpState *st = self.st
-        self._lock()
-        out = {"loops": st.loops, "bursts": st.bursts, "late_1ms": st.late_1ms,
-               "late_5ms": st.late_5ms, "late_max_s": st.late_max_ns * 1e-9,
-               "polls_ready": st.polls_ready, "event_drops": st.ev_dropped,
-               "realtime": bool(st.rt_ok)}
-        self._unlock()
-        return out
+        cdef LpState copy
+        with nogil:
+            pthread_mutex_lock(&st.mu)
+            memcpy(&copy, st, sizeof(LpState))
+            pthread_mutex_unlock(&st.mu)
+        return {"loops": copy.loops, "bursts": copy.bursts, "late_1ms": copy.late_1ms,
+                "late_5ms": copy.late_5ms, "late_max_s": copy.late_max_ns * 1e-9,
+                "polls_ready": copy.polls_ready, "event_drops": copy.ev_dropped,
+                "loop_max_s": copy.loop_max_ns * 1e-9, "loops_over_1ms": copy.loops_over_1ms,
+                "realtime": bool(copy.rt_ok)}
 
 
 def build_twcc_feedback(uint32_t sender_ssrc, uint32_t media_ssrc, seqs, arrivals_ns, int fb_count=0):

@@ -34,6 +34,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import re
 import shutil
 import signal
@@ -42,8 +43,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,12 @@ class RunOptions:
     audio_payload: int = 160
     perf: bool = False
     """Record ``perf record -e cpu-clock -g`` of the SFU during the window (inflates its CPU)."""
+    pyspy: bool = False
+    """Sample the SFU's Python stacks with py-spy during the window (inflates its CPU a little)."""
+    pyspy_load: bool = False
+    """Sample the load process's Python stacks with py-spy during the window."""
+    sfu_env: tuple[tuple[str, str], ...] = ()
+    """Extra environment for the SFU (diagnosis, e.g. PYTHONASYNCIODEBUG=1 logs slow callbacks)."""
     keep_dir: str | None = None
     """Write logs (and the perf report) here instead of a temporary directory."""
 
@@ -162,16 +169,20 @@ def _free_port(kind: int) -> int:
 
 
 def _free_udp_tcp_port() -> int:
-    """A port free for both UDP and TCP (the media port serves both, like rtcd's 8443)."""
-    for _ in range(50):
-        port = _free_port(socket.SOCK_DGRAM)
+    """A port free for both UDP and TCP (the media port serves both, like rtcd's 8443), in
+    the range rtcd's configuration accepts (80-49151)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(20000, 49151)
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind(("127.0.0.1", port))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, \
+                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                u.bind(("127.0.0.1", port))
+                t.bind(("127.0.0.1", port))
             return port
         except OSError:
             continue
-    raise BenchError("no free port for UDP and TCP")
+    raise BenchError("no free port for UDP and TCP in 20000-49151")
 
 
 def _pinned(cpu: int, rt_priority: int) -> Callable[[], None]:
@@ -278,6 +289,7 @@ class CallsBench:
             "RTCD_SWITCHBOARD_DRAINGRACEPERIOD": "0",
             "RTCD_SWITCHBOARD_SOCKETBUFFERSIZE": str(self.opts.socket_buffer),
         })
+        env.update(dict(self.opts.sfu_env))
         return env
 
     async def start_sfu(self) -> None:
@@ -342,7 +354,7 @@ class CallsBench:
                "--join-window", str(o.effective_join_window()), "--settle-timeout", str(o.settle_timeout),
                "--warmup", str(o.warmup), "--rt-priority", str(o.rt_priority),
                "--ping-interval", str(o.ping_interval), "--rtcp-interval", str(o.rtcp_interval),
-               "--audio-payload", str(o.audio_payload)]
+               "--audio-payload", str(o.audio_payload), "--controlled"]
         if o.simulcast:
             cmd.append("--simulcast")
         if o.dc_signaling:
@@ -367,10 +379,10 @@ class CallsBench:
         softirqd = sysmon.ksoftirqd_pid(o.sfu_cpu)
         stderr = open(self.dir / "load.log", "wb")
         load = await asyncio.create_subprocess_exec(
-            *self._load_cmd(), stdout=asyncio.subprocess.PIPE, stderr=stderr,
+            *self._load_cmd(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr,
             preexec_fn=_pinned(o.load_cpu, 0), limit=1 << 24)
         stderr.close()
-        assert load.stdout is not None
+        assert load.stdout is not None and load.stdin is not None
         timeout = o.effective_join_window() + o.settle_timeout + o.warmup + o.duration + 120
         deadline = time.monotonic() + timeout
         result: dict[str, Any] | None = None
@@ -378,11 +390,14 @@ class CallsBench:
         s1: sysmon.ProcSample | None = None
         m0: sysmon.Series = {}
         m1: sysmon.Series = {}
+        tm0 = tm1 = 0.0
         busy0 = busy1 = 0.0
         rss: list[tuple[float, float]] = []
         sock0 = sock1 = None
         max_queue = 0
         perf: subprocess.Popen[bytes] | None = None
+        pyspy: subprocess.Popen[bytes] | None = None
+        pyspy_load: subprocess.Popen[bytes] | None = None
         sampler: asyncio.Task[None] | None = None
         async with aiohttp.ClientSession() as http:
 
@@ -419,26 +434,46 @@ class CallsBench:
                             if ev.get("failed"):
                                 extra += f" failed {ev['failed']}"
                         self.progress.show(ev["phase"], ev["done"], ev["total"], extra)
-                    elif kind == "window" and ev["state"] == "begin":
+                    elif kind == "window" and ev["state"] == "ready":
+                        # scrape before the window: a scrape costs the SFU a stall of its own
+                        t = time.monotonic()
                         m0 = await self.scrape(http)
+                        tm0 = (t + time.monotonic()) / 2
                         sock0 = sysmon.udp_socket_drops(self.media_port)
                         busy0 = _cpu_busy(o.sfu_cpu)
                         s0 = sysmon.sample(pid, softirqd)
+                        load.stdin.write(b"begin\n")
+                        await load.stdin.drain()
+                    elif kind == "window" and ev["state"] == "begin":
                         sampler = asyncio.get_running_loop().create_task(sample_rss())
+                        if o.pyspy_load and shutil.which("py-spy"):
+                            pyspy_load = subprocess.Popen(
+                                ["py-spy", "record", "-p", str(load.pid), "-r", "200", "--nonblocking", "-f", "raw",
+                                 "-d", str(int(o.duration)), "-o", str(self.dir / "pyspy-load.txt")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                         if o.perf and shutil.which("perf"):
                             perf = subprocess.Popen(
                                 ["perf", "record", "-e", "cpu-clock", "-g", "-p", str(pid), "-o",
                                  str(self.dir / "perf.data")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        if o.pyspy and shutil.which("py-spy"):
+                            pyspy = subprocess.Popen(
+                                ["py-spy", "record", "-p", str(pid), "-r", "1000", "--idle", "--nonblocking",
+                                 "-f", "speedscope", "-d", str(int(o.duration)), "-o", str(self.dir / "pyspy.json")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     elif kind == "window" and ev["state"] == "end":
                         s1 = sysmon.sample(pid, softirqd)
                         busy1 = _cpu_busy(o.sfu_cpu)
                         sock1 = sysmon.udp_socket_drops(self.media_port)
-                        m1 = await self.scrape(http)
                         if sampler is not None:
                             sampler.cancel()
                         if perf is not None:
                             perf.send_signal(signal.SIGINT)
                             perf.wait(30)
+                    elif kind == "window" and ev["state"] == "drained":
+                        # after the clients counted their in-flight packets
+                        t = time.monotonic()
+                        m1 = await self.scrape(http)
+                        tm1 = (t + time.monotonic()) / 2
                     elif kind == "result":
                         result = ev
             finally:
@@ -451,9 +486,17 @@ class CallsBench:
         if result is None or s0 is None or s1 is None:
             tail = (self.dir / "load.log").read_text(errors="replace").splitlines()[-15:]
             raise BenchError("the load process ended without a result:\n" + "\n".join(tail))
-        derived = self._derive(result, s0, s1, m0, m1, busy1 - busy0, rss, sock0, sock1, max_queue)
+        derived = self._derive(result, s0, s1, m0, m1, tm1 - tm0, busy1 - busy0, rss, sock0, sock1, max_queue)
         if perf is not None:
             derived["perf_report"] = self._perf_report()
+        if pyspy is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                pyspy.wait(30)
+            derived["pyspy_report"] = pyspy_summary(self.dir / "pyspy.json")
+        if pyspy_load is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                pyspy_load.wait(30)
+            derived["pyspy_load_report"] = raw_profile_summary(self.dir / "pyspy-load.txt")
         derived["scheduling"] = {"sfu": _policy(pid) if self.sfu and self.sfu.poll() is None else "?",
                                  "load_media_thread_fifo": result["plane"].get("realtime")}
         return derived
@@ -471,27 +514,32 @@ class CallsBench:
     # ---------------------------------------------------------------- numbers
 
     def _derive(self, r: dict[str, Any], s0: sysmon.ProcSample, s1: sysmon.ProcSample, m0: sysmon.Series,
-                m1: sysmon.Series, cpu_busy: float, rss: list[tuple[float, float]],
+                m1: sysmon.Series, dm: float, cpu_busy: float, rss: list[tuple[float, float]],
                 sock0: tuple[int, int] | None, sock1: tuple[int, int] | None, max_queue: int) -> dict[str, Any]:
         o = self.opts
-        dt = s1.t - s0.t
+        dt = s1.t - s0.t                      # the CPU window (= the clients' window)
+        dm = dm if dm > 0 else dt             # the counters' window (scrapes just outside it)
         ncpu = os.cpu_count() or 1
         cpu_s = s1.cpu_ticks_s - s0.cpu_ticks_s
         runtime_s = s1.runtime_s - s0.runtime_s
         softirq_s = s1.softirqd_runtime_s - s0.softirqd_runtime_s
-        out_pkts = sysmon.delta(m0, m1, "switchboard_datagrams_total", direction="out")
-        in_pkts = sysmon.delta(m0, m1, "switchboard_datagrams_total", direction="in")
-        out_bytes = sysmon.delta(m0, m1, "switchboard_bytes_total", direction="out")
-        in_bytes = sysmon.delta(m0, m1, "switchboard_bytes_total", direction="in")
-        metric_cpu = sysmon.delta(m0, m1, "rtcd_process_cpu_seconds_total")
+        out_pps = sysmon.delta(m0, m1, "switchboard_datagrams_total", direction="out") / dm
+        in_pps = sysmon.delta(m0, m1, "switchboard_datagrams_total", direction="in") / dm
+        out_bps = sysmon.delta(m0, m1, "switchboard_bytes_total", direction="out") / dm
+        in_bps = sysmon.delta(m0, m1, "switchboard_bytes_total", direction="in") / dm
+        metric_cpu = sysmon.delta(m0, m1, "rtcd_process_cpu_seconds_total") / dm * dt
         udp = {k: s1.udp.get(k, 0) - s0.udp.get(k, 0) for k in ("RcvbufErrors", "SndbufErrors", "InErrors")}
         sock_drops = (sock1[0] - sock0[0]) if sock0 and sock1 else None
         counters = r["window"]["counters"]
-        client_rx = counters.get("rx_datagrams", 0)
-        client_tx = counters.get("tx_rtp", 0) + counters.get("tx_rtcp", 0) + counters.get("rtx_tx", 0)
+        cw = r["window"]["seconds"] or dt
+        client_rx_pps = counters.get("rx_datagrams", 0) / cw
+        client_tx_pps = (counters.get("tx_rtp", 0) + counters.get("tx_rtcp", 0) + counters.get("rtx_tx", 0)) / cw
         rss_vals = [v for _, v in rss] or [s1.rss_bytes / 1e6]
         slope = _linear_slope([(t - rss[0][0], v) for t, v in rss]) if rss else None
-        us = cpu_s / out_pkts * 1e6 if out_pkts else None
+
+        def per_pkt(cpu: float) -> float | None:
+            return cpu / dt / out_pps * 1e6 if out_pps else None
+
         buffers = self.sfu_socket_buffer()
         drops_total = udp["RcvbufErrors"] + udp["SndbufErrors"] + (sock_drops or 0)
         advice = self._tuning_advice(drops_total, udp, sock_drops, buffers, max_queue)
@@ -499,24 +547,23 @@ class CallsBench:
             "label": o.label(),
             "calls": o.calls, "users": o.users, "unmuted": o.unmuted, "screen": o.screen,
             "simulcast": o.simulcast, "participants": o.participants,
-            "window_s": dt,
-            "us_per_pkt": us,
-            "us_per_pkt_schedstat": runtime_s / out_pkts * 1e6 if out_pkts else None,
-            "us_per_pkt_with_softirqd": (runtime_s + softirq_s) / out_pkts * 1e6 if out_pkts else None,
+            "window_s": dt, "counter_window_s": dm,
+            "us_per_pkt": per_pkt(cpu_s),
+            "us_per_pkt_schedstat": per_pkt(runtime_s),
+            "us_per_pkt_with_softirqd": per_pkt(runtime_s + softirq_s),
             "cpu_s": cpu_s, "cpu_runtime_s": runtime_s, "ksoftirqd_s": softirq_s,
             "cpu_metric_s": metric_cpu,
             "cores": cpu_s / dt, "cpu_pct": cpu_s / dt / ncpu * 100,
             "sfu_core_others": max(0.0, cpu_busy - cpu_s - softirq_s) / dt,
             "rss_mb": sum(rss_vals) / len(rss_vals), "rss_max_mb": max(rss_vals),
             "rss_slope_mb_per_min": slope * 60 if slope is not None else None,
-            "in_pps": in_pkts / dt, "out_pps": out_pkts / dt,
-            "in_mbps": (in_bytes + WIRE_OVERHEAD * in_pkts) * 8 / dt / 1e6,
-            "out_mbps": (out_bytes + WIRE_OVERHEAD * out_pkts) * 8 / dt / 1e6,
-            "in_udp_mbps": in_bytes * 8 / dt / 1e6, "out_udp_mbps": out_bytes * 8 / dt / 1e6,
-            "sfu_out_pkts": out_pkts, "sfu_in_pkts": in_pkts,
-            "client_rx_pkts": client_rx, "client_tx_pkts": client_tx,
-            "crosscheck_out": client_rx / out_pkts if out_pkts else None,
-            "crosscheck_in": in_pkts / client_tx if client_tx else None,
+            "in_pps": in_pps, "out_pps": out_pps,
+            "in_mbps": (in_bps + WIRE_OVERHEAD * in_pps) * 8 / 1e6,
+            "out_mbps": (out_bps + WIRE_OVERHEAD * out_pps) * 8 / 1e6,
+            "in_udp_mbps": in_bps * 8 / 1e6, "out_udp_mbps": out_bps * 8 / 1e6,
+            "client_rx_pps": client_rx_pps, "client_tx_pps": client_tx_pps,
+            "crosscheck_out": client_rx_pps / out_pps if out_pps else None,
+            "crosscheck_in": in_pps / client_tx_pps if client_tx_pps else None,
             "loss": r["loss"], "expected_packets": r["expected_packets"], "received_packets": r["received_packets"],
             "pairs": r["pairs"], "pairs_with_loss": r["pairs_with_loss"], "max_pair_loss": r["max_pair_loss"],
             "lossy_pairs": r["lossy_pairs"], "duplicates": r["duplicates"],
@@ -535,8 +582,11 @@ class CallsBench:
             "tuning": advice,
             "ready": r["ready"], "failed": r["failed"], "failures": r["failures"],
             "settled": r["window"]["settled"],
-            "load_core": r["window"]["load_runtime_s"] / r["window"]["seconds"] if r["window"]["seconds"] else None,
+            "load_core": r["window"]["load_runtime_s"] / cw,
+            "load_python_core": r["window"].get("load_python_s", 0.0) / cw,
+            "load_media_core": r["window"].get("load_media_thread_s", 0.0) / cw,
             "load_plane": r["plane"],
+            "stalls": r.get("stalls"),
             "client": {k: r[k] for k in ("pings", "pongs", "consent_sent", "consent_ok", "offers_answered",
                                          "vad_events", "rtx", "pli_rx", "dc_rtt_p50_ms", "ice_p50_ms")},
             "client_counters": counters,
@@ -559,6 +609,92 @@ class CallsBench:
         return (f"UDP drops ({where}) although the SFU socket already had {rcv} bytes (peak queue "
                 f"{max_queue}): the seeds' sysctl tunings would not have avoided them; the drops are "
                 "elsewhere (host-wide counter: other processes, or the load sockets) or the SFU ran out of CPU")
+
+
+def raw_profile_summary(path: Path, top: int = 30) -> str:
+    """Inclusive and self share per Python function from py-spy's raw (collapsed) output."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return "(no py-spy output)"
+    total = 0
+    incl: dict[str, int] = {}
+    own: dict[str, int] = {}
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [f.split(" (")[0] for f in stack.split(";")]
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+    if not total:
+        return "(no samples)"
+    rows = [f"{total} samples (inclusive %, self %):"]
+    for f, n in sorted(incl.items(), key=lambda kv: -kv[1])[:top]:
+        rows.append(f"  {100 * n / total:5.1f}% {100 * own.get(f, 0) / total:5.1f}%  {f}")
+    return "\n".join(rows)
+
+
+def pyspy_summary(path: Path, top: int = 20, rate: float = 1000.0) -> str:
+    """What the SFU's Python did, from py-spy's speedscope output taken with ``--idle`` at
+    ``rate`` Hz: inclusive share per function among busy samples, and the longest runs of
+    consecutive samples inside one Python callback (a run is time the event loop could not
+    read the media socket: it delays forwarding)."""
+    try:
+        doc = json.loads(path.read_text())
+        frames = doc["shared"]["frames"]
+        prof = doc["profiles"][0]
+        samples, weights = prof["samples"], prof.get("weights") or [1] * len(prof["samples"])
+    except (OSError, ValueError, KeyError, IndexError):
+        return "(no py-spy output)"
+    names = [f"{f['name']} ({str(f.get('file', '')).rsplit('/', 1)[-1]})" for f in frames]
+    base = None
+    for stack in samples:
+        for i, idx in enumerate(stack):
+            if frames[idx]["name"] == "run_until_complete" or names[idx].startswith("Runner.run"):
+                base = i
+        if base is not None:
+            break
+    depth = (base or 0) + 1
+    busy = 0
+    total = 0
+    incl: dict[str, int] = {}
+    runs: list[tuple[int, str]] = []
+    cur_name, cur_len = "", 0
+    for stack, w in zip(samples, weights):
+        total += w
+        callback = names[stack[depth]] if len(stack) > depth else ""
+        if callback:
+            busy += w
+            for f in {names[i] for i in stack[depth:]}:
+                incl[f] = incl.get(f, 0) + w
+        if callback and callback == cur_name:
+            cur_len += w
+        else:
+            if cur_name:
+                runs.append((cur_len, cur_name))
+            cur_name, cur_len = callback, (w if callback else 0)
+    if cur_name:
+        runs.append((cur_len, cur_name))
+    if not total:
+        return "(no samples)"
+    seconds = isinstance(weights[0], float)       # py-spy writes weights in seconds
+    ms = 1000.0 if seconds else 1000.0 / rate
+    out = [f"{len(samples)} samples at {rate:g} Hz; in Python callbacks {100 * busy / total:.1f}% of the time "
+           "(the rest: idle or native forwarding)"]
+    for f, n in sorted(incl.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"  {100 * n / total:5.1f}%  {f}")
+    by_cb: dict[str, list[int]] = {}
+    for n, name in runs:
+        by_cb.setdefault(name, []).append(n)
+    out.append("callbacks that held the loop (runs of consecutive samples): count >= 2 ms, >= 5 ms, longest")
+    for name, lens in sorted(by_cb.items(), key=lambda kv: -max(kv[1]))[:12]:
+        out.append(f"  {sum(1 for x in lens if x * ms >= 2):5d} {sum(1 for x in lens if x * ms >= 5):5d} "
+                   f"{max(lens) * ms:7.1f} ms  {name}")
+    return "\n".join(out)
 
 
 # ------------------------------------------------------------------ output
@@ -615,9 +751,9 @@ def details(r: dict[str, Any]) -> str:
         f"others on its core {r['sfu_core_others']:.2f} cores",
         f"  us/pkt: {_f(r['us_per_pkt'], '.2f')} (stat), {_f(r['us_per_pkt_schedstat'], '.2f')} (schedstat), "
         f"{_f(r['us_per_pkt_with_softirqd'], '.2f')} (schedstat + ksoftirqd)",
-        f"  packets: SFU in {r['in_pps']:.0f} pps, out {r['out_pps']:.0f} pps; clients received "
-        f"{r['client_rx_pkts']} datagrams = {_f(r['crosscheck_out'], '.4f')} x SFU out, SFU got "
-        f"{_f(r['crosscheck_in'], '.4f')} x what clients sent",
+        f"  packets (SFU counters): in {r['in_pps']:.0f} pps, out {r['out_pps']:.0f} pps; clients received "
+        f"{r['client_rx_pps']:.0f}/s = {_f(r['crosscheck_out'], '.4f')} x SFU out (plus STUN/DTLS the SFU "
+        f"sends from Python), SFU got {_f(r['crosscheck_in'], '.4f')} x the media+RTCP clients sent",
         f"  loss {_f(r['loss'], '.4%')} ({r['received_packets']}/{r['expected_packets']} packets over "
         f"{r['pairs']} receiver/source pairs, {r['pairs_with_loss']} with loss, max {r['max_pair_loss']:.2%}), "
         f"duplicates {r['duplicates']}",
@@ -629,9 +765,18 @@ def details(r: dict[str, Any]) -> str:
         f"  RSS avg {r['rss_mb']:.0f} MB, max {r['rss_max_mb']:.0f} MB, slope "
         f"{_f(r['rss_slope_mb_per_min'], '+.2f')} MB/min",
         f"  UDP: {r['tuning']}",
-        f"  load process: {_f(r['load_core'], '.2f')} of its core; media thread bursts late >1 ms: "
-        f"{r['load_plane']['late_1ms']}, >5 ms: {r['load_plane']['late_5ms']}",
+        f"  load process: {_f(r['load_core'], '.2f')} of its core (Python {_f(r.get('load_python_core'), '.2f')}, "
+        f"media thread {_f(r.get('load_media_core'), '.2f')}); media bursts late >1 ms: "
+        f"{r['load_plane']['late_1ms']}, >5 ms: {r['load_plane']['late_5ms']}; longest loop "
+        f"{r['load_plane'].get('loop_max_s', 0) * 1e3:.1f} ms",
     ]
+    st = r.get("stalls") or {}
+    if st.get("episodes"):
+        w = st["worst_episode"]
+        lines.append(f"  delays >= 2 ms: {st['packets']} packets in {st['episodes']} episodes (median "
+                     f"{_f(st.get('median_interval_s'), '.3f')} s apart, median {st['median_receivers_per_episode']} "
+                     f"receivers and {st['median_sources_per_episode']} sources each; worst {w['packets']} packets, "
+                     f"{w['receivers']} receivers, {w['span_ms']:.1f} ms long)")
     if r.get("failures"):
         lines.append("  failures: " + "; ".join(r["failures"][:3]))
     if not r.get("settled"):
@@ -675,29 +820,36 @@ def summary_json(r: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class FitModel:
-    """Rough capacity model to skip rows this machine cannot hold (updated by each run)."""
+    """Rough capacity model to scale down rows this machine cannot hold, in CPU-us per packet
+    and ms per participant-second, fitted on this machine (100x8x2 and 400x2x2 runs) and
+    rescaled after every run by what was measured."""
 
-    sfu_us_per_pkt: float = 8.0
-    """SFU CPU-us per forwarded packet (the first run replaces the guess)."""
-    load_us_per_rx: float = 3.0
-    """Load-process CPU-us per packet its clients receive."""
-    load_us_per_tx: float = 6.0
-    """... per packet they send (loopback charges the sender the SFU's receive path)."""
-    load_ms_per_user_s: float = 0.35
-    """... ms per second per participant of control plane (pings, consent, RTCP in Python)."""
+    sfu_us_out: float = 6.0
+    """SFU CPU per forwarded packet (sending into loopback pays the receivers' delivery)."""
+    sfu_us_in: float = 6.0
+    """SFU CPU per received packet (wake-up, read, SRTP, routing)."""
+    sfu_ms_user: float = 0.3
+    """SFU control plane per participant per second (pings, consent, RTCP, timers)."""
+    load_us_rx: float = 5.5
+    load_us_tx: float = 10.0
+    """The load process per packet its participants send (it pays the SFU's receive path)."""
+    load_ms_user: float = 0.3
     budget: float = 0.85
-    """Share of a core either side may be predicted to use."""
+    """Share of one core either side may be predicted to use."""
 
-    def shape(self, calls: int, users: int, unmuted: int, screen: int, profile_video_pps: int = 100) -> tuple[float, float]:
-        out_pps = calls * unmuted * (users - 1) * 50 + screen * (users - 1) * profile_video_pps
-        in_pps = calls * unmuted * 50 + screen * profile_video_pps
-        return out_pps, in_pps
+    @staticmethod
+    def rates(calls: int, users: int, unmuted: int, screen: int, video_pps: int = 100) -> tuple[float, float]:
+        """(forwarded, received) packets per second of a shape."""
+        out_pps = calls * unmuted * (users - 1) * 50 + screen * (users - 1) * video_pps
+        in_pps = calls * unmuted * 50 + screen * video_pps
+        return float(out_pps), float(in_pps)
 
     def predict(self, calls: int, users: int, unmuted: int, screen: int) -> tuple[float, float]:
-        out_pps, in_pps = self.shape(calls, users, unmuted, screen)
-        sfu = out_pps * self.sfu_us_per_pkt * 1e-6
-        load = (out_pps * self.load_us_per_rx + in_pps * self.load_us_per_tx) * 1e-6 \
-            + calls * users * self.load_ms_per_user_s * 1e-3
+        """Predicted (SFU cores, load cores)."""
+        out_pps, in_pps = self.rates(calls, users, unmuted, screen)
+        n = calls * users
+        sfu = (out_pps * self.sfu_us_out + in_pps * self.sfu_us_in) * 1e-6 + n * self.sfu_ms_user * 1e-3
+        load = (out_pps * self.load_us_rx + in_pps * self.load_us_tx) * 1e-6 + n * self.load_ms_user * 1e-3
         return sfu, load
 
     def fits(self, calls: int, users: int, unmuted: int, screen: int) -> bool:
@@ -705,8 +857,18 @@ class FitModel:
         return sfu <= self.budget and load <= self.budget
 
     def learn(self, r: dict[str, Any]) -> None:
-        if r.get("us_per_pkt") and r["out_pps"] > 1000:
-            self.sfu_us_per_pkt = max(self.sfu_us_per_pkt * 0.5, r["us_per_pkt"])
+        """Rescale the model by measured / predicted of the last run."""
+        sfu, load = self.predict(r["calls"], r["users"], r["unmuted"], r["screen"])
+        if sfu > 0.05 and r.get("cores"):
+            k = min(2.0, max(0.5, r["cores"] / sfu))
+            self.sfu_us_out *= k
+            self.sfu_us_in *= k
+            self.sfu_ms_user *= k
+        if load > 0.05 and r.get("load_core"):
+            k = min(2.0, max(0.5, r["load_core"] / load))
+            self.load_us_rx *= k
+            self.load_us_tx *= k
+            self.load_ms_user *= k
 
 
 def seed_table_markdown(results: list[dict[str, Any]]) -> str:
@@ -719,7 +881,7 @@ def seed_table_markdown(results: list[dict[str, Any]]) -> str:
                      f"({os.cpu_count()} vCPU; SFU on 1) | {_f(r['us_per_pkt'], '.2f')} |")
         for s in SEED_ROWS:
             if (s.calls, s.users, s.unmuted, s.screen) == (r["calls"], r["users"], r["unmuted"], bool(r["screen"])):
-                out_pps = FitModel().shape(s.calls, s.users, s.unmuted, s.calls if s.screen else 0)[0]
+                out_pps = FitModel.rates(s.calls, s.users, s.unmuted, s.calls if s.screen else 0)[0]
                 lines.append(f"| {s.calls} | {s.users} | {s.unmuted} | {'yes' if s.screen else 'no'} | "
                              f"{s.cpu_pct:.0f}% ({s.cores:.1f} vCPU) | {s.memory_gb}GB | "
                              f"{s.in_mbps:g}Mbps / {s.out_mbps:g}Mbps | rtcd on {s.instance} | "
@@ -823,7 +985,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunOptions, argparse.Name
     ap.add_argument("--rtcp-interval", type=float, default=1.0)
     ap.add_argument("--audio-payload", type=int, default=160)
     ap.add_argument("--perf", action="store_true", help="profile the SFU with perf during the window")
+    ap.add_argument("--pyspy", action="store_true", help="sample the SFU's Python stacks with py-spy")
+    ap.add_argument("--pyspy-load", action="store_true", help="sample the load process's Python stacks")
     ap.add_argument("--keep", default=None, help="keep logs in this directory")
+    ap.add_argument("--sfu-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra environment for the SFU (diagnosis; repeatable)")
     ap.add_argument("--table", choices=["seeds"], help="run every seed row that fits this machine")
     ap.add_argument("--out", default=None, help="results folder for --table (default bench/results/<time>)")
     ap.add_argument("--json", action="store_true", help="make the last output line one JSON object")
@@ -835,7 +1001,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunOptions, argparse.Name
         warmup=a.warmup, sfu_cpu=a.sfu_cpu, load_cpu=a.load_cpu, rt_priority=a.rt_priority,
         socket_buffer=UNTUNED_BUFFER if a.untuned else RECOMMENDED_BUFFER, dc_signaling=a.dc_signaling,
         ping_interval=a.ping_interval, rtcp_interval=a.rtcp_interval, audio_payload=a.audio_payload,
-        perf=a.perf, keep_dir=a.keep)
+        perf=a.perf, pyspy=a.pyspy, pyspy_load=a.pyspy_load, keep_dir=a.keep,
+        sfu_env=tuple((e.split("=", 1)[0], e.split("=", 1)[1]) for e in a.sfu_env if "=" in e))
     if opts.calls < 1 or opts.users < 1 or opts.duration <= 0:
         ap.error("--calls and --users must be >= 1 and --duration > 0")
     if os.cpu_count() is not None and max(opts.sfu_cpu, opts.load_cpu) >= (os.cpu_count() or 1):
@@ -867,6 +1034,12 @@ def main(argv: list[str] | None = None) -> int:
     if result.get("perf_report"):
         print("perf (SFU, during the window; --no-children, dso/symbol):")
         print("\n".join(result["perf_report"].splitlines()[:40]))
+    if result.get("pyspy_report"):
+        print("py-spy (SFU Python stacks during the window):")
+        print(result["pyspy_report"])
+    if result.get("pyspy_load_report"):
+        print("py-spy (load process during the window):")
+        print(result["pyspy_load_report"])
     if a.json:
         print(json.dumps(summary_json(result), default=str))
     return 0

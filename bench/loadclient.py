@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -45,7 +46,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadplane import USER_COUNTERS, LoadPlaneApi, new_load_plane  # noqa: E402
 from simclient import MediaProfile, SimClient, SimClientError, open_user_socket, percentile  # noqa: E402
-
 from switchboard.engine.certificate import generate_certificate  # noqa: E402
 from switchboard.signaling.client import HostClient  # noqa: E402
 from switchboard.signaling.rtc import Message  # noqa: E402
@@ -93,6 +93,9 @@ class LoadConfig:
     """Random seed for join times and session ids (0: random)."""
     leave: bool = True
     """Leave every session at the end (the SFU then frees them)."""
+    controlled: bool = False
+    """Wait for a ``begin`` line on stdin before opening the window (the orchestrator samples
+    the SFU first), and announce ``drained`` once in-flight packets are counted."""
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -105,16 +108,45 @@ def _self_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _self_runtime_ns() -> int:
-    """Exact run time of every thread of this process (schedstat, ns)."""
-    total = 0
+def _thread_runtimes_ns() -> dict[int, int]:
+    """Exact run time of each thread of this process (schedstat, ns), by thread id."""
+    out: dict[int, int] = {}
     for task in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
+                out[int(task)] = int(f.read().split()[0])
         except (OSError, ValueError, IndexError):
             continue
-    return total
+    return out
+
+
+def stall_episodes(slow: list[tuple[float, float, int, int]], gap: float = 0.02) -> dict[str, Any]:
+    """Group packets delayed >= 2 ms into episodes (arrivals less than ``gap`` s apart). Many
+    receivers and sources in one episode point at the SFU stalling; few at one client."""
+    if not slow:
+        return {"packets": 0, "episodes": 0}
+    slow = sorted(slow)
+    episodes: list[list[tuple[float, float, int, int]]] = [[slow[0]]]
+    for item in slow[1:]:
+        if item[0] - episodes[-1][-1][0] <= gap:
+            episodes[-1].append(item)
+        else:
+            episodes.append([item])
+    starts = [e[0][0] for e in episodes]
+    gaps = sorted(b - a for a, b in zip(starts, starts[1:]))
+    worst = max(episodes, key=lambda e: max(x[1] for x in e))
+    return {
+        "packets": len(slow),
+        "episodes": len(episodes),
+        "median_interval_s": gaps[len(gaps) // 2] if gaps else None,
+        "max_delay_ms": max(x[1] for x in slow) * 1e3,
+        "median_receivers_per_episode": sorted(len({x[2] for x in e}) for e in episodes)[len(episodes) // 2],
+        "median_sources_per_episode": sorted(len({x[3] for x in e}) for e in episodes)[len(episodes) // 2],
+        "worst_episode": {"packets": len(worst), "receivers": len({x[2] for x in worst}),
+                          "sources": len({x[3] for x in worst}),
+                          "span_ms": (worst[-1][0] - worst[0][0]) * 1e3},
+        "truncated": len(slow) >= 4096,
+    }
 
 
 class SimClientClosed(SimClientError):
@@ -347,10 +379,20 @@ class LoadRun:
                 break
             await asyncio.sleep(0.5)
         settled = flowing >= len(expected) and self._ready == n
+        # Every participant's objects now live until the end: move them out of the garbage
+        # collector's reach, or its full collections (tens of ms with 1000+ participants)
+        # stall this process's control plane and its share of the core.
+        gc.collect()
+        gc.freeze()
         await asyncio.sleep(cfg.warmup)
+        if cfg.controlled:
+            self.emit({"event": "window", "state": "ready", "t": time.time()})
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if line.strip() != "begin":
+                raise RuntimeError(f"expected 'begin' on stdin, got {line!r}")
         # measured window
         counters0 = self.plane.user_counters.sum(axis=0).copy()
-        cpu0, rt0 = _self_cpu(), _self_runtime_ns()
+        cpu0, rt0 = _self_cpu(), _thread_runtimes_ns()
         self.plane.window_begin()
         w0 = time.monotonic()
         self.emit({"event": "window", "state": "begin", "t": time.time()})
@@ -361,11 +403,20 @@ class LoadRun:
         self.plane.window_end()
         w1 = time.monotonic()
         self.emit({"event": "window", "state": "end", "t": time.time()})
-        cpu1, rt1 = _self_cpu(), _self_runtime_ns()
+        cpu1, rt1 = _self_cpu(), _thread_runtimes_ns()
+        main_tid = os.getpid()
+        threads = {tid: rt1[tid] - rt0.get(tid, 0) for tid in rt1}
+        main_ns = threads.pop(main_tid, 0)
+        media_ns = max(threads.values(), default=0)
+        log.info("thread run times in the window (s): main %.2f, others %s", main_ns * 1e-9,
+                    {tid: round(v * 1e-9, 2) for tid, v in threads.items()})
         counters1 = self.plane.user_counters.sum(axis=0).copy()
         await asyncio.sleep(cfg.drain)
+        self.emit({"event": "window", "state": "drained", "t": time.time()})
         self.window = {"seconds": w1 - w0, "settled": settled, "expected_pairs": len(expected),
-                       "flowing_pairs": flowing, "load_cpu_s": cpu1 - cpu0, "load_runtime_s": (rt1 - rt0) * 1e-9,
+                       "flowing_pairs": flowing, "load_cpu_s": cpu1 - cpu0,
+                       "load_runtime_s": (main_ns + sum(threads.values())) * 1e-9,
+                       "load_python_s": main_ns * 1e-9, "load_media_thread_s": media_ns * 1e-9,
                        "counters": {k: int(b - a) for k, a, b in zip(USER_COUNTERS, counters0, counters1)}}
         return self.result(expected)
 
@@ -407,6 +458,7 @@ class LoadRun:
                     if p.client is not None and p.client.times.failed]
         rtts = [r for p in self.participants if p.client is not None for r in p.client.rtt_samples]
         stats = self.plane.stats()
+        slow = stall_episodes(self.plane.slow_packets())
         summaries = [p.client.summary() for p in self.participants if p.client is not None]
         totals = {k: int(v) for k, v in zip(USER_COUNTERS, self.plane.user_counters.sum(axis=0))}
         dups = sum(int(s["dups"]) for s in streams)
@@ -448,6 +500,7 @@ class LoadRun:
             "offers_answered": sum(s["offers_answered"] for s in summaries),
             "vad_events": self.vad_events,
             "plane": stats,
+            "stalls": slow,
             "totals": totals,
             "rtx": sum(int(s["rtx"]) for s in senders.values()),
             "pli_rx": sum(int(s["pli_rx"]) for s in senders.values()),
@@ -498,6 +551,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[LoadConfig, argparse.Name
     ap.add_argument("--auth-key", default="")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-leave", action="store_true")
+    ap.add_argument("--controlled", action="store_true",
+                    help="wait for 'begin' on stdin before the window (used by calls.py)")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     profile = MediaProfile(audio_payload=a.audio_payload, simulcast=a.simulcast, ping_interval=a.ping_interval,
@@ -506,7 +561,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[LoadConfig, argparse.Name
                      duration=a.duration, join_window=a.join_window, settle_timeout=a.settle_timeout,
                      warmup=a.warmup, profile=profile, client_id=a.client_id, auth_key=a.auth_key,
                      rt_priority=a.rt_priority, poll_us=a.poll_us, rtcp_interval=a.rtcp_interval, seed=a.seed,
-                     leave=not a.no_leave)
+                     leave=not a.no_leave, controlled=a.controlled)
     return cfg, a
 
 

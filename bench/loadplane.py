@@ -11,12 +11,15 @@ from __future__ import annotations
 from typing import Any, Protocol, cast
 
 import numpy as np
-
 from switchboard._native import core as _core
 from switchboard._native.core import SrtpContext
 
+# The native module's stub (core.pyi) does not list the load plane yet: reach it untyped here,
+# and type it with the Protocol below.
+_native: Any = _core
+
 #: Column names of ``LoadPlane.user_counters``.
-USER_COUNTERS: tuple[str, ...] = tuple(getattr(_core, "LP_USER_COUNTERS"))
+USER_COUNTERS: tuple[str, ...] = tuple(_native.LP_USER_COUNTERS)
 
 
 class LoadPlaneApi(Protocol):
@@ -46,6 +49,7 @@ class LoadPlaneApi(Protocol):
     def window_begin(self) -> None: ...
     def window_end(self) -> None: ...
     def delay_histogram(self) -> tuple[np.ndarray, int, float, float]: ...
+    def slow_packets(self) -> list[tuple[float, float, int, int]]: ...
     def streams(self) -> list[dict[str, Any]]: ...
     def senders(self) -> list[dict[str, Any]]: ...
     def stats(self) -> dict[str, Any]: ...
@@ -54,7 +58,7 @@ class LoadPlaneApi(Protocol):
 def new_load_plane(max_users: int, max_senders: int, *, max_streams: int = 16, poll_us: float = 100.0,
                    rtcp_interval: float = 1.0, rt_priority: int = 0) -> LoadPlaneApi:
     """A LoadPlane sized for ``max_users`` users and ``max_senders`` streams they send."""
-    plane = getattr(_core, "LoadPlane")(max_users, max_senders, max_streams=max_streams, poll_us=poll_us,
+    plane = _native.LoadPlane(max_users, max_senders, max_streams=max_streams, poll_us=poll_us,
                                         rtcp_interval=rtcp_interval, rt_priority=rt_priority)
     return cast(LoadPlaneApi, plane)
 
@@ -62,5 +66,5 @@ def new_load_plane(max_users: int, max_senders: int, *, max_streams: int = 16, p
 def build_twcc_feedback(sender_ssrc: int, media_ssrc: int, seqs: list[int], arrivals_ns: list[int],
                         fb_count: int = 0) -> bytes:
     """The plaintext transport-cc feedback packet the load plane would send (test hook)."""
-    return cast(bytes, getattr(_core, "build_twcc_feedback")(sender_ssrc, media_ssrc, seqs, arrivals_ns,
+    return cast(bytes, _native.build_twcc_feedback(sender_ssrc, media_ssrc, seqs, arrivals_ns,
                                                               fb_count))

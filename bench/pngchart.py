@@ -133,7 +133,7 @@ class Canvas:
 
 def encode_png(px: np.ndarray) -> bytes:
     """8-bit RGB PNG of an (H, W, 3) uint8 array (filter 0 on every scanline)."""
-    if px.ndim != 3 or px.shape[2] != 3 or px.dtype != np.uint8:
+    if not isinstance(px, np.ndarray) or px.ndim != 3 or px.shape[2] != 3 or px.dtype != np.uint8:
         raise ValueError("expected an (H, W, 3) uint8 array")
     h, w = int(px.shape[0]), int(px.shape[1])
     raw = np.concatenate([np.zeros((h, 1), dtype=np.uint8), px.reshape(h, w * 3)], axis=1).tobytes()

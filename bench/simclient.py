@@ -37,8 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from switchboard._native.core import SrtpContext
 from loadplane import LoadPlaneApi
+from switchboard._native.core import SrtpContext
 from switchboard.engine import dtls as dtls_mod
 from switchboard.engine import sctp as sctp_mod
 from switchboard.engine import stun
@@ -524,20 +524,21 @@ class SimClient:
         self._schedule()
 
     def _schedule(self) -> None:
+        """One timer handle per participant for DTLS and SCTP. A handle that fires early is
+        cheaper than cancelling and re-creating one on every packet (SCTP moves its
+        deadlines on each SACK), so only an earlier deadline replaces the pending handle."""
         deadlines = []
         if self.dtls is not None and (t := self.dtls.next_timer()) is not None:
             deadlines.append(t)
         if self.sctp is not None and (t := self.sctp.next_timer()) is not None:
             deadlines.append(t)
         at = min(deadlines, default=None)
-        if at == self._timer_at:
+        if at is None or (self._timer_at is not None and self._timer_at <= at):
             return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = None
         self._timer_at = at
-        if at is not None:
-            self._timer = self.loop.call_later(max(0.0, at - time.monotonic()), self._on_timer)
+        self._timer = self.loop.call_at(at, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
