@@ -10,6 +10,7 @@ and the load generator.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -60,7 +61,8 @@ class HostClient:
 
     @property
     def _auth_headers(self) -> dict[str, str]:
-        return {"Authorization": aiohttp.BasicAuth(self.client_id, self.auth_key).encode()}
+        token = base64.b64encode(f"{self.client_id}:{self.auth_key}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
 
     async def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
