@@ -732,9 +732,19 @@ cdef class Router:
         cdef uint16_t out_seq
         cdef uint32_t out_ts
         cdef int ln
+        cdef Consumer *nxt
+        cdef Session *nsub
         while cid >= 0:
             c = &self.consumers[cid]
             cid = c.next_in_track
+            if cid >= 0:
+                # While this copy is protected, bring the next subscriber's
+                # rows and its SRTP context header into cache (the per-stream
+                # crypto state behind it is libsrtp's and stays cold).
+                nxt = &self.consumers[cid]
+                nsub = &self.sessions[nxt.session]
+                sb_prefetch(nsub)
+                sb_prefetch(nsub.srtp_out)
             ccnt = self.cc + <size_t>(c - self.consumers) * CC_COUNT
             if c.paused:
                 ccnt[CC_PAUSED_DROPS] += 1

@@ -83,3 +83,10 @@ cdef extern from "<string.h>" nogil:
     void *memcpy(void *dest, const void *src, size_t n)
     void *memset(void *s, int c, size_t n)
     int memcmp(const void *s1, const void *s2, size_t n)
+
+
+cdef extern from *:
+    """
+    #define sb_prefetch(p) __builtin_prefetch((const void *)(p))
+    """
+    void sb_prefetch(const void *p) nogil
