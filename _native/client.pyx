@@ -311,6 +311,7 @@ cdef struct LpState:
     uint64_t delay_n
     double delay_sum
     int64_t delay_max_ns
+    int64_t delay_max_at        # receive time (CLOCK_REALTIME ns) of the slowest packet
     # events for Python
     int32_t ev_slots
     int32_t ev_head
@@ -908,6 +909,7 @@ cdef void lp_on_rtp(LpState *st, int32_t uid, uint8_t *p, int n, int64_t rx_real
                 d = 0
             if d > st.delay_max_ns:
                 st.delay_max_ns = d
+                st.delay_max_at = rx_real
             st.delay_n += 1
             st.delay_sum += <double>d
             if d >= st.slow_ns and st.n_slow < LP_SLOW:
@@ -1490,6 +1492,7 @@ cdef class LoadPlane:
         st.delay_n = 0
         st.delay_sum = 0
         st.delay_max_ns = 0
+        st.delay_max_at = 0
         st.window_open = 1
         self._unlock()
 
@@ -1637,7 +1640,7 @@ cdef class LoadPlane:
                 "late_5ms": copy.late_5ms, "late_max_s": copy.late_max_ns * 1e-9,
                 "polls_ready": copy.polls_ready, "event_drops": copy.ev_dropped,
                 "loop_max_s": copy.loop_max_ns * 1e-9, "loops_over_1ms": copy.loops_over_1ms,
-                "realtime": bool(copy.rt_ok)}
+                "delay_max_at": copy.delay_max_at * 1e-9, "realtime": bool(copy.rt_ok)}
 
 
 def build_twcc_feedback(uint32_t sender_ssrc, uint32_t media_ssrc, seqs, arrivals_ns, int fb_count=0):

@@ -223,6 +223,7 @@ class LoadRun:
         self.vad_events = 0
         self.closed_by_sfu: list[str] = []
         self.window: dict[str, Any] = {}
+        self.window_start_real = 0.0
         self._ready = 0
 
     # ---------------------------------------------------------------- roles
@@ -392,10 +393,12 @@ class LoadRun:
                 raise RuntimeError(f"expected 'begin' on stdin, got {line!r}")
         # measured window
         counters0 = self.plane.user_counters.sum(axis=0).copy()
+        control0 = self._control_sent()
         cpu0, rt0 = _self_cpu(), _thread_runtimes_ns()
         self.plane.window_begin()
         w0 = time.monotonic()
-        self.emit({"event": "window", "state": "begin", "t": time.time()})
+        self.window_start_real = time.time()
+        self.emit({"event": "window", "state": "begin", "t": self.window_start_real})
         while time.monotonic() - w0 < cfg.duration:
             await asyncio.sleep(min(1.0, max(0.0, cfg.duration - (time.monotonic() - w0))))
             self.emit({"event": "progress", "phase": "measure", "done": round(time.monotonic() - w0, 1),
@@ -411,14 +414,19 @@ class LoadRun:
         log.info("thread run times in the window (s): main %.2f, others %s", main_ns * 1e-9,
                     {tid: round(v * 1e-9, 2) for tid, v in threads.items()})
         counters1 = self.plane.user_counters.sum(axis=0).copy()
+        control1 = self._control_sent()
         await asyncio.sleep(cfg.drain)
         self.emit({"event": "window", "state": "drained", "t": time.time()})
         self.window = {"seconds": w1 - w0, "settled": settled, "expected_pairs": len(expected),
                        "flowing_pairs": flowing, "load_cpu_s": cpu1 - cpu0,
                        "load_runtime_s": (main_ns + sum(threads.values())) * 1e-9,
                        "load_python_s": main_ns * 1e-9, "load_media_thread_s": media_ns * 1e-9,
+                       "control_sent": control1 - control0,
                        "counters": {k: int(b - a) for k, a, b in zip(USER_COUNTERS, counters0, counters1)}}
         return self.result(expected)
+
+    def _control_sent(self) -> int:
+        return sum(p.client.control_sent for p in self.participants if p.client is not None)
 
     def result(self, expected: set[tuple[int, int]]) -> dict[str, Any]:
         """Everything the clients measured, as one JSON-able dict."""
@@ -487,6 +495,7 @@ class LoadRun:
             "delay_p999_ms": pct(0.999),
             "delay_mean_ms": delay_sum / n_delay * 1e3 if n_delay else None,
             "delay_max_ms": delay_max * 1e3,
+            "delay_max_at_s": (stats["delay_max_at"] - self.window_start_real) if stats.get("delay_max_at") else None,
             "delay_samples": n_delay,
             "join_p50_ms": percentile(dc_ms, 50),
             "join_p95_ms": percentile(dc_ms, 95),

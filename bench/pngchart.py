@@ -66,6 +66,11 @@ _GLYPHS: dict[str, tuple[str, ...]] = {
     "=": (".....", ".....", "#####", ".....", "#####", ".....", "....."),
     "_": (".....", ".....", ".....", ".....", ".....", ".....", "#####"),
     "?": (".###.", "#...#", "....#", "...#.", "..#..", ".....", "..#.."),
+    "*": (".....", "#.#.#", ".###.", "#####", ".###.", "#.#.#", "....."),
+    ";": (".....", ".##..", ".##..", ".....", ".##..", "..#..", ".#..."),
+    "'": ("..#..", "..#..", ".#...", ".....", ".....", ".....", "....."),
+    "<": ("...#.", "..#..", ".#...", "#....", ".#...", "..#..", "...#."),
+    ">": (".#...", "..#..", "...#.", "....#", "...#.", "..#..", ".#..."),
 }
 _BITMAPS = {ch: np.array([[c == "#" for c in row] for row in rows], dtype=bool) for ch, rows in _GLYPHS.items()}
 
@@ -175,13 +180,18 @@ def _fmt(v: float) -> str:
     return f"{v:.2f}"
 
 
-def bar_chart(panels: list[Panel], title: str, width: int = 1200, panel_height: int = 380) -> bytes:
-    """Panels stacked vertically, one legend on top; returns PNG bytes."""
+def bar_chart(panels: list[Panel], title: str, width: int = 1200, panel_height: int = 380,
+              note: str = "") -> bytes:
+    """Panels stacked vertically, one legend on top, an optional note at the bottom; returns
+    PNG bytes."""
     if not panels:
         raise ValueError("no panels")
     series = panels[0].series
     legend_h = 70
-    c = Canvas(width, legend_h + panel_height * len(panels))
+    note_h = 30 if note else 0
+    c = Canvas(width, legend_h + panel_height * len(panels) + note_h)
+    if note:
+        c.text(20, c.height - 24, note, scale=2)
     c.text(width / 2, 10, title, anchor="center", scale=2)
     x = 40
     for i, name in enumerate(series):

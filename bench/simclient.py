@@ -225,6 +225,7 @@ class SimClient:
         self._sdp_version = 1
         self._session_version = 1
         self.rtt_samples: list[float] = []
+        self.control_sent = 0                 # STUN and DTLS datagrams sent from Python
         self.consent_ok = 0
         self.consent_sent = 0
         self.offers_answered = 0
@@ -466,12 +467,14 @@ class SimClient:
 
     def _sendto(self, data: bytes) -> None:
         assert self.server_addr is not None
+        self.control_sent += 1
         try:
             self.sock.sendto(data, self.server_addr)
         except OSError as exc:
             log.debug("user %d: send failed: %s", self.uid, exc)
 
     def _send(self, data: bytes) -> None:
+        self.control_sent += 1
         try:
             self.sock.send(data)
         except OSError as exc:
