@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -875,15 +876,16 @@ class FitModel:
         return sfu <= self.budget and load <= self.budget
 
     def learn(self, r: dict[str, Any]) -> None:
-        """Rescale the model by measured / predicted of the last run."""
+        """Rescale the model halfway (geometrically) towards measured / predicted of the last
+        run: shapes differ in what dominates, so one row must not swing the next too far."""
         sfu, load = self.predict(r["calls"], r["users"], r["unmuted"], r["screen"])
         if sfu > 0.05 and r.get("cores"):
-            k = min(2.0, max(0.5, r["cores"] / sfu))
+            k = min(2.0, max(0.5, math.sqrt(r["cores"] / sfu)))
             self.sfu_us_out *= k
             self.sfu_us_in *= k
             self.sfu_ms_user *= k
         if load > 0.05 and r.get("load_core"):
-            k = min(2.0, max(0.5, r["load_core"] / load))
+            k = min(2.0, max(0.5, math.sqrt(r["load_core"] / load)))
             self.load_us_rx *= k
             self.load_us_tx *= k
             self.load_ms_user *= k
@@ -946,6 +948,21 @@ def seed_chart(results: list[dict[str, Any]]) -> bytes:
         note="* SCALED DOWN TO FIT THIS MACHINE; RTCD FIGURES SCALED LINEARLY TO THE SAME CALLS")
 
 
+def overload(r: dict[str, Any]) -> str:
+    """Why a run does not show what the SFU does at that load ('' when it does): the load
+    process saturated its core, participants failed, streams never all flowed, or the SFU
+    itself ran out of its core."""
+    if (r.get("load_core") or 0) > 0.93:
+        return f"the load process used {r['load_core']:.2f} of its core"
+    if r.get("failed"):
+        return f"{r['failed']} participants failed"
+    if not r.get("settled"):
+        return "not every stream was flowing when the window opened"
+    if r.get("cores", 0) > 0.95:
+        return f"the SFU used {r['cores']:.2f} of its core"
+    return ""
+
+
 async def run_table(base: RunOptions, out_dir: Path, quiet: bool) -> list[dict[str, Any]]:
     model = FitModel()
     results: list[dict[str, Any]] = []
@@ -965,16 +982,28 @@ async def run_table(base: RunOptions, out_dir: Path, quiet: bool) -> list[dict[s
                          f"{sfu:.2f} cores and load {load:.2f} cores, over the {model.budget:.0%} budget of one "
                          f"core each: ran {c} calls instead")
             s = c if screen else 0
-        opts = replace(base, calls=c, users=users, unmuted=unmuted, screen=s)
-        try:
-            r = await CallsBench(opts, quiet).run()
-        except BenchError as exc:
-            notes.append(f"{opts.label()}: failed: {exc}")
+        r = None
+        for attempt in range(3):
+            opts = replace(base, calls=c, users=users, unmuted=unmuted, screen=s)
+            try:
+                r = await CallsBench(opts, quiet).run()
+            except BenchError as exc:
+                notes.append(f"{opts.label()}: failed: {exc}")
+                r = None
+                break
+            model.learn(r)
+            why = overload(r)
+            if not why or c <= 1 or attempt == 2:
+                break
+            smaller = max(1, int(c * 0.75))
+            notes.append(f"{opts.label()}: {why}: ran {smaller} calls instead")
+            c = smaller
+            s = c if screen else 0
+        if r is None:
             continue
         if c < calls:
             r["scaled_from"] = calls
         results.append(r)
-        model.learn(r)
         if not quiet:
             print(details(r), flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1049,6 +1078,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunOptions, argparse.Name
 
 def main(argv: list[str] | None = None) -> int:
     opts, a = parse_args(argv)
+    # asyncio's child watcher warns when subprocess's own clean-up reaped a finished load
+    # process first ("Unknown child process pid"); harmless between rows
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     if a.table == "seeds":
         out = Path(a.out) if a.out else BENCH_DIR / "results" / time.strftime("%Y%m%d-%H%M%S")
         results = asyncio.run(run_table(opts, out, a.quiet))
