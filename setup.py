@@ -89,6 +89,7 @@ setup(
             "switchboard._native.core",
             ["_native/core.pyx"],
             include_dirs=["_native", "_native/includes"],
+            depends=["_native/includes/sb_aesgcm.h"],
         )
     ],
     cmdclass={"build_ext": build_ext, "build_py": build_py},

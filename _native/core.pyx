@@ -16,6 +16,7 @@ from includes.srtp cimport *
 include "consts.pxi"
 include "srtp.pyx"
 include "rtp.pyx"
+include "gcm.pyx"
 include "rtcp.pyx"
 include "idmap.pyx"
 include "twcc.pyx"

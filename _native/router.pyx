@@ -48,13 +48,17 @@ class CapacityError(RouterError):
 
 
 cdef struct Session:
+    # what every forwarded copy reads comes first: with an IPv4 peer it all
+    # sits in the row's first cache line, the one the fan-out prefetches
     int32_t state
     int32_t sock
-    sockaddr_storage addr
+    uint8_t stream              # ICE-TCP: outgoing packets go to Python (EV_STREAM_SEND)
+    uint8_t gcm_out             # outbound RTP through our AES-GCM (gcm_keys[sid]), not libsrtp
     socklen_t addrlen
+    void *srtp_out
+    sockaddr_storage addr
     uint64_t addr_key
     void *srtp_in
-    void *srtp_out
     uint32_t rtcp_ssrc          # SSRC we use as sender in RTCP to this session
     uint8_t ext_mid             # extension ids as this session's client numbered them
     uint8_t ext_rid
@@ -65,7 +69,6 @@ cdef struct Session:
     int32_t first_track         # tracks it publishes
     int32_t first_consumer      # consumers it receives through
     uint32_t last_unknown_ssrc
-    uint8_t stream              # ICE-TCP: outgoing packets go to Python (EV_STREAM_SEND)
 
 
 cdef struct Track:
@@ -123,6 +126,12 @@ cdef struct Consumer:
     double last_time
     uint32_t sr_packets
     uint32_t sr_octets
+    # SRTP index of the outgoing stream when we protect it ourselves (AES-GCM
+    # path): highest index sent and a bitmap of the 64 before it, so a copy
+    # is never sealed twice under one IV unless it is a retransmission
+    uint8_t out_init
+    uint64_t out_hi
+    uint64_t out_seen
     uint8_t pt_map[128]         # in PT -> out PT, 255 = drop
     uint8_t ext_map[256]        # in ext id -> out ext id, 0 = remove
 
@@ -272,9 +281,11 @@ cdef class Router:
     cdef public double pli_interval
     cdef public long coalesce_ns
     cdef uint8_t *scratch
+    cdef sb_gcm_key *gcm_keys
+    cdef readonly bint native_gcm
 
     def __cinit__(self, int max_sessions=8192, int max_tracks=16384, int max_consumers=131072,
-                  int recv_batch=64, int send_slots=1024, int event_slots=1024):
+                  int recv_batch=64, int send_slots=1024, int event_slots=1024, bint native_gcm=True):
         cdef int i
         if max_sessions < 1 or max_tracks < 1 or max_consumers < 1:
             raise RouterError("router limits must be positive")
@@ -306,6 +317,11 @@ cdef class Router:
         self.ehdr = <EventHdr *>PyMem_Calloc(event_slots, sizeof(EventHdr))
         self.ebuf = <uint8_t *>PyMem_Malloc(<size_t>event_slots * SLOT_SIZE)
         self.scratch = <uint8_t *>PyMem_Malloc(SLOT_SIZE)
+        self.native_gcm = native_gcm and sb_gcm_available()
+        if self.native_gcm:
+            self.gcm_keys = sb_gcm_keys_new(max_sessions)
+            if self.gcm_keys == NULL:
+                raise MemoryError()
         if (self.sessions == NULL or self.tracks == NULL or self.consumers == NULL
                 or self.free_sessions == NULL or self.free_tracks == NULL or self.free_consumers == NULL
                 or self.rmsgs == NULL or self.riov == NULL or self.raddr == NULL or self.rbuf == NULL
@@ -377,6 +393,9 @@ cdef class Router:
                     PyMem_Free(self.tracks[i].ring)
                     PyMem_Free(self.tracks[i].ring_seq)
                     PyMem_Free(self.tracks[i].ring_len)
+        if self.gcm_keys != NULL:
+            memset(self.gcm_keys, 0, <size_t>self.max_sessions * sizeof(sb_gcm_key))
+            sb_gcm_keys_free(self.gcm_keys)
         PyMem_Free(self.sessions)
         PyMem_Free(self.tracks)
         PyMem_Free(self.consumers)
@@ -732,19 +751,17 @@ cdef class Router:
         cdef uint16_t out_seq
         cdef uint32_t out_ts
         cdef int ln
-        cdef Consumer *nxt
-        cdef Session *nsub
+        if cid >= 0:
+            self._prefetch_consumer(cid, v.pt)
         while cid >= 0:
             c = &self.consumers[cid]
             cid = c.next_in_track
             if cid >= 0:
-                # While this copy is protected, bring the next subscriber's
-                # rows and its SRTP context header into cache (the per-stream
-                # crypto state behind it is libsrtp's and stays cold).
-                nxt = &self.consumers[cid]
-                nsub = &self.sessions[nxt.session]
-                sb_prefetch(nsub)
-                sb_prefetch(nsub.srtp_out)
+                # Software pipeline: with thousands of subscribers every row a
+                # copy touches is cold. The next consumer's row was fetched
+                # one step ago; start fetching what its copy needs and the
+                # row after it while this copy is built and sealed.
+                self._prefetch_next(cid, v.pt)
             ccnt = self.cc + <size_t>(c - self.consumers) * CC_COUNT
             if c.paused:
                 ccnt[CC_PAUSED_DROPS] += 1
@@ -774,8 +791,8 @@ cdef class Router:
             wr32(slot + 8, c.out_ssrc)
             if not c.ext_identity:
                 rtp_ext_remap(slot, v, c.ext_map)
-            ln = n
-            if srtp_protect_fn(sub.srtp_out, slot, &ln) != SRTP_OK:
+            ln = self._seal_rtp(c, sub, slot, v.hdr_len, n, False)
+            if ln < 0:
                 self.sc[<size_t>c.session * SC_COUNT + SC_DROP_SRTP_OTHER] += 1
                 continue
             self._commit(c.session, ln)
@@ -790,6 +807,70 @@ cdef class Router:
             ccnt[CC_BYTES] += ln
             tcnt[TC_FORWARDED] += 1
             tcnt[TC_FORWARDED_BYTES] += ln
+
+    cdef inline void _prefetch_consumer(self, int32_t cid, uint8_t pt) noexcept nogil:
+        cdef const uint8_t *row = <const uint8_t *>&self.consumers[cid]
+        sb_prefetch(row)
+        sb_prefetch(row + 64)
+        sb_prefetch(&self.consumers[cid].pt_map[pt & 0x7F])
+
+    cdef inline void _prefetch_next(self, int32_t cid, uint8_t pt) noexcept nogil:
+        cdef Consumer *nxt = &self.consumers[cid]
+        cdef int32_t sid = nxt.session
+        cdef const uint8_t *keys
+        if nxt.next_in_track >= 0:
+            self._prefetch_consumer(nxt.next_in_track, pt)
+        sb_prefetch(&self.sessions[sid])
+        sb_prefetch(self.cc + <size_t>cid * CC_COUNT + CC_PACKETS)
+        sb_prefetch(self.sc + <size_t>sid * SC_COUNT + SC_TX_PACKETS)
+        if self.gcm_keys != NULL:
+            keys = <const uint8_t *>&self.gcm_keys[sid]
+            sb_prefetch(keys)
+            sb_prefetch(keys + 64)
+            sb_prefetch(keys + 128)
+            sb_prefetch(keys + 192)
+
+    cdef inline int _seal_rtp(self, Consumer *c, Session *sub, uint8_t *slot, int hdr_len, int n,
+                              bint retransmit) noexcept nogil:
+        """SRTP-protect one outgoing copy in place; its new length, or -1.
+
+        With our AES-GCM the consumer tracks its stream's SRTP index itself
+        (RFC 3711 3.3.1: ROC from the highest sequence number sent) and
+        refuses to seal a new packet under an index it has used: one IV never
+        covers two different plaintexts. Only a retransmission, rebuilt
+        byte for byte from the ring, may reuse its index (libsrtp's
+        allow_repeat_tx, which the libsrtp path runs with)."""
+        cdef int ln = n
+        cdef int d
+        cdef int64_t idx
+        cdef uint16_t seq
+        if not sub.gcm_out:
+            if srtp_protect_fn(sub.srtp_out, slot, &ln) != SRTP_OK:
+                return -1
+            return ln
+        seq = rd16(slot + 2)
+        if not c.out_init:
+            c.out_init = 1
+            c.out_hi = seq
+            c.out_seen = 1
+            idx = seq
+        else:
+            d = <int16_t>(seq - <uint16_t>c.out_hi)
+            idx = <int64_t>c.out_hi + d
+            if idx < 0:
+                return -1
+            if d > 0:
+                c.out_seen = ((c.out_seen << d) | 1) if d < 64 else 1
+                c.out_hi = <uint64_t>idx
+            elif d <= -64:
+                if not retransmit:
+                    return -1       # too old to know whether it was sealed
+            elif (c.out_seen >> (-d)) & 1:
+                if not retransmit:
+                    return -1       # sealed before under this IV
+            else:
+                c.out_seen |= (<uint64_t>1) << (-d)
+        return sb_gcm_srtp_protect(&self.gcm_keys[c.session], slot, hdr_len, n, <uint32_t>(idx >> 16))
 
     cdef inline void _sync(self, Consumer *c, const RtpView *v, double now) noexcept nogil:
         cdef uint16_t out_seq
@@ -946,8 +1027,8 @@ cdef class Router:
         wr32(slot + 8, c.out_ssrc)
         if not c.ext_identity:
             rtp_ext_remap(slot, &v, c.ext_map)
-        ln = n
-        if srtp_protect_fn(sub.srtp_out, slot, &ln) != SRTP_OK:
+        ln = self._seal_rtp(c, sub, slot, v.hdr_len, n, True)
+        if ln < 0:
             ccnt[CC_RTX_MISS] += 1
             return
         self._commit(c.session, ln)
@@ -1149,8 +1230,16 @@ cdef class Router:
         cdef Session *s = self._session(sid)
         if inbound.outbound or not outbound.outbound:
             raise RouterError("session_set_srtp needs an inbound and an outbound context")
+        cdef int32_t cid
         s.srtp_in = inbound.ptr()
         s.srtp_out = outbound.ptr()
+        s.gcm_out = self.native_gcm and outbound.gcm_keys(&self.gcm_keys[sid])
+        # new keys start every outgoing stream's index afresh (ROC 0), as a
+        # new libsrtp context would
+        cid = s.first_consumer
+        while cid >= 0:
+            self.consumers[cid].out_init = 0
+            cid = self.consumers[cid].next_in_session
 
     def session_set_extensions(self, int sid, int mid=0, int rid=0, int audio_level=0, int twcc=0):
         """Header extension ids this session's client uses for MID, RID, audio
@@ -1187,6 +1276,9 @@ cdef class Router:
         s.state = SESSION_FREE
         s.srtp_in = NULL
         s.srtp_out = NULL
+        if s.gcm_out:
+            memset(&self.gcm_keys[sid], 0, sizeof(sb_gcm_key))
+            s.gcm_out = 0
         if s.twcc != NULL:
             PyMem_Free(s.twcc)
             s.twcc = NULL

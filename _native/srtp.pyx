@@ -49,6 +49,7 @@ cdef class SrtpContext:
     cdef object _policy
     cdef object _key
     cdef object _session
+    cdef bytes _key_salt
     cdef readonly str profile
     cdef readonly bint outbound
 
@@ -79,6 +80,18 @@ cdef class SrtpContext:
         self._session = _ffi.gc(session, lambda s: _lib.srtp_dealloc(s[0]))
         self.profile = profile
         self.outbound = outbound
+        self._key_salt = bytes(key_salt)
+
+    cdef bint gcm_keys(self, sb_gcm_key *out):
+        """Derive this context's SRTP (not SRTCP) session keys into `out` for
+        our AES-GCM path; False (and `out` untouched) unless the profile is
+        AEAD_AES_128_GCM and the CPU has AES-NI and PCLMULQDQ."""
+        cdef const unsigned char *ks
+        if self.profile != "AEAD_AES_128_GCM" or not sb_gcm_available():
+            return False
+        ks = self._key_salt
+        sb_gcm_srtp_init(out, ks, ks + 16, 0)
+        return True
 
     @property
     def pointer(self):

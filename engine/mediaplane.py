@@ -104,6 +104,12 @@ class MediaConfig:
     """When a read finds only a few packets, wait this long once for more
     (interrupt moderation; 0 = off). Trades up to this much delay for fewer
     wake-ups and bigger sendmmsg batches."""
+    native_gcm: bool = True
+    """Seal outbound AEAD_AES_128_GCM RTP with Switchboard's AES-NI/PCLMULQDQ
+    code (one 256-byte, prefetchable key record per session) instead of
+    libsrtp, whose per-stream state is a chain of cold heap objects once there
+    are thousands of sessions. Ignored (libsrtp is used) on CPUs without those
+    instructions; SRTCP, inbound packets and AES-CM stay with libsrtp."""
 
     def __post_init__(self) -> None:
         if not self.addresses:
@@ -198,6 +204,7 @@ class MediaPlane:
             recv_batch=c.recv_batch,
             send_slots=c.send_slots,
             event_slots=c.event_slots,
+            native_gcm=c.native_gcm,
         )
         self.router.pli_interval = c.pli_interval
         self.router.coalesce_ns = c.coalesce_us * 1000

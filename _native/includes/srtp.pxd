@@ -13,3 +13,24 @@ cdef enum:
     # Room a protect may add after the payload: GCM tag 16 + SRTCP index 4
     # (CM-80: tag 10 + index 4). Buffers keep this much slack.
     SRTP_MAX_TRAILER = 32
+
+
+# Our AES-128-GCM for the outbound RTP path (see sb_aesgcm.h for why).
+cdef extern from "sb_aesgcm.h" nogil:
+    ctypedef struct sb_gcm_key:
+        unsigned int ready
+    int SB_GCM_TAG_LEN
+    sb_gcm_key *sb_gcm_keys_new(size_t n)
+    void sb_gcm_keys_free(sb_gcm_key *p)
+    int sb_gcm_available()
+    void sb_gcm_set_key(sb_gcm_key *k, const unsigned char *key)
+    void sb_gcm_srtp_init(sb_gcm_key *k, const unsigned char *master_key, const unsigned char *master_salt,
+                          int rtcp)
+    void sb_gcm_seal(const sb_gcm_key *k, const unsigned char *iv, const unsigned char *aad, int aad_len,
+                     unsigned char *p, int len, unsigned char *tag)
+    int sb_gcm_open(const sb_gcm_key *k, const unsigned char *iv, const unsigned char *aad, int aad_len,
+                    unsigned char *p, int len, const unsigned char *tag)
+    int sb_gcm_srtp_protect(const sb_gcm_key *k, unsigned char *pkt, int hdr_len, int len,
+                            unsigned int roc)
+    int sb_gcm_srtp_unprotect(const sb_gcm_key *k, unsigned char *pkt, int hdr_len, int len,
+                              unsigned int roc)
