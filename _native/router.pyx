@@ -282,6 +282,7 @@ cdef class Router:
     cdef public long coalesce_ns
     cdef uint8_t *scratch
     cdef sb_gcm_key *gcm_keys
+    cdef int report_cursor
     cdef readonly bint native_gcm
 
     def __cinit__(self, int max_sessions=8192, int max_tracks=16384, int max_consumers=131072,
@@ -1564,13 +1565,23 @@ cdef class Router:
         self.sc[<size_t>sid * SC_COUNT + SC_TX_RTCP] += 1
         self._flush()
 
-    def send_reports(self):
-        """Send every connected session its RTCP: an RR with a report block
-        per track it publishes, an SR per stream we send it, and an SDES
-        CNAME. Called by the engine about once a second; returns packets sent."""
-        cdef int sid, sent = 0
+    def send_reports(self, int parts=1):
+        """Send connected sessions their RTCP: an RR with a report block per
+        track it publishes, an SR per stream we send it, and an SDES CNAME.
+
+        With `parts` > 1 only the next 1/parts of the session table is
+        visited (a cursor walks round it), so the engine can spread one
+        round over the report interval instead of blocking the loop for the
+        whole table at once (milliseconds with thousands of sessions, cold
+        SRTCP contexts). Returns the packets sent."""
+        cdef int sid, i, span, sent = 0
+        if parts < 1:
+            raise RouterError("parts must be >= 1")
+        span = (self.max_sessions + parts - 1) // parts
         with nogil:
-            for sid in range(self.max_sessions):
+            for i in range(span):
+                sid = self.report_cursor
+                self.report_cursor = (sid + 1) % self.max_sessions
                 if self.sessions[sid].state == SESSION_BOUND and self.sessions[sid].srtp_out != NULL:
                     sent += self._reports_for(sid, mono_now(), ntp_now())
             self._flush()

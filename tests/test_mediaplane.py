@@ -24,6 +24,7 @@ from switchboard.engine.mediaplane import (
     MediaConfig,
     MediaEvent,
     MediaPlane,
+    RouterError,
     UnknownIdError,
 )
 
@@ -345,6 +346,25 @@ async def test_reports_carry_sr_and_rr(plane: MediaPlane) -> None:
     assert sr and sr[0]["ssrc"] == 911 and sr[0]["packets"] == 5
     cs = plane.consumer_stats(cid)
     assert (cs["rr_fraction_lost"], cs["rr_cum_lost"], cs["rr_jitter"], cs["rr_count"]) == (64, 3, 17, 1)
+
+
+async def test_report_rounds_can_be_spread_over_slices(plane: MediaPlane) -> None:
+    """send_reports(parts) visits the next 1/parts of the session table per
+    call: a full cycle of calls reports every session exactly once."""
+    peers = [SrtpPeer(plane) for _ in range(3)]
+    sids = sorted(p.sid for p in peers)
+    parts = plane.router.max_sessions // 2          # two table slots per call
+    per_call = [plane.router.send_reports(parts) for _ in range(parts)]
+    await settle()
+    assert sum(per_call) == 3
+    # the cursor started at slot 0: the call covering slot s is s // 2
+    assert [i for i, n in enumerate(per_call) for _ in range(n)] == [sid // 2 for sid in sids]
+    for p in peers:
+        _, rtcp = p.recv()
+        assert len(rtcp) == 1, "one report compound per session per round"
+        p.close()
+    with pytest.raises(RouterError, match="parts must be >= 1"):
+        plane.router.send_reports(0)
 
 
 async def test_control_api_errors_are_typed(plane: MediaPlane) -> None:
