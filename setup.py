@@ -89,7 +89,7 @@ setup(
             "switchboard._native.core",
             ["_native/core.pyx"],
             include_dirs=["_native", "_native/includes"],
-            depends=["_native/includes/sb_aesgcm.h"],
+            depends=["_native/includes/sb_aesgcm.h", "_native/includes/sb_srtp_index.h"],
         )
     ],
     cmdclass={"build_ext": build_ext, "build_py": build_py},

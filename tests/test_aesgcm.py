@@ -228,3 +228,57 @@ async def test_wrap_reorder_and_nack_across_the_wrap(gcm_plane: MediaPlane) -> N
     for p in after:
         plain = fresh.unprotect(p)
         assert rtp_fields(plain)[3] == 5151 and plain[12:] == payload[_seq(p)]
+
+
+async def test_inbound_replay_window_and_tampering(gcm_plane: MediaPlane) -> None:
+    """What each bad inbound packet gets is the same on both paths: a replay
+    or a packet behind the 128-packet window -> drop_replay, a changed byte
+    -> drop_srtp_auth; reordered packets inside the window are forwarded."""
+    plane = gcm_plane
+    pub, sub = SrtpPeer(plane), SrtpPeer(plane)
+    tid = plane.publish(pub.sid, kind=KIND_VIDEO, clock_rate=90000, ssrc=61)
+    plane.subscribe(tid, sub.sid, 6161)
+    wire: dict[int, bytes] = {}
+
+    def send(seq: int) -> None:
+        wire[seq] = pub.tx.protect(build_rtp(ssrc=61, seq=seq, ts=seq, pt=96, payload=bytes([seq & 0xFF]) * 40))
+
+    for seq in [*range(1000, 1010), 1070, 1110, 1200, 1201]:    # sealed in order, sent out of order
+        send(seq)
+    for seq in [*range(1000, 1010), 1200]:     # a jump of 191 after 1009
+        pub.send_raw(wire[seq])
+    await settle()
+    pub.send_raw(wire[1110])            # 90 behind the highest, never seen: forwarded
+    pub.send_raw(wire[1070])            # 130 behind: outside the window
+    pub.send_raw(wire[1005])            # replay
+    pub.send_raw(wire[1110])            # replay (inside the upper half of the window)
+    bad = bytearray(wire[1201])
+    bad[-1] ^= 1
+    pub.send_raw(bytes(bad))            # new index, wrong tag
+    pub.send_raw(wire[1201])            # the genuine one still gets through afterwards
+    await settle()
+    got = [_seq(p) for p in sub.recv_raw()]
+    assert got == [*range(1000, 1010), 1200, 1110, 1201]
+    stats = plane.session_stats(pub.sid)
+    assert stats["drop_replay"] == 3
+    assert stats["drop_srtp_auth"] == 1
+
+
+async def test_stream_learned_by_mid_cannot_replay_its_first_packet(gcm_plane: MediaPlane) -> None:
+    """The first packet of a stream routed by MID is opened before the
+    router knows the track (by libsrtp); after that the track's own window
+    takes over and still knows that packet."""
+    plane = gcm_plane
+    pub, sub = SrtpPeer(plane), SrtpPeer(plane)
+    plane.set_session_extensions(pub.sid, mid=4)
+    tid = plane.publish(pub.sid, kind=KIND_VIDEO, clock_rate=90000, mid="0")
+    plane.subscribe(tid, sub.sid, 7070)
+    first = pub.tx.protect(build_rtp(ssrc=0x3333, seq=50, ts=1, pt=96, payload=b"x" * 30, extensions={4: b"0"}))
+    pub.send_raw(first)
+    await settle()
+    for seq in (51, 52):
+        pub.send_rtp(ssrc=0x3333, seq=seq, ts=seq, pt=96, payload=b"y" * 30)
+    pub.send_raw(first)
+    await settle()
+    assert [_seq(p) for p in sub.recv_raw()] == [50, 51, 52]
+    assert plane.session_stats(pub.sid)["drop_replay"] == 1

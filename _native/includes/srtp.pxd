@@ -34,3 +34,16 @@ cdef extern from "sb_aesgcm.h" nogil:
                             unsigned int roc)
     int sb_gcm_srtp_unprotect(const sb_gcm_key *k, unsigned char *pkt, int hdr_len, int len,
                               unsigned int roc)
+
+
+# SRTP index estimation and replay window for the streams on our AES-GCM.
+cdef extern from "sb_srtp_index.h" nogil:
+    ctypedef struct sb_srtp_index:
+        unsigned int init
+    enum:
+        SB_INDEX_NEW
+        SB_INDEX_REPLAY
+        SB_INDEX_OLD
+    long long sb_index_guess(const sb_srtp_index *r, unsigned short seq)
+    int sb_index_check(const sb_srtp_index *r, long long idx)
+    void sb_index_add(sb_srtp_index *r, long long idx)
