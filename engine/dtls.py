@@ -34,6 +34,12 @@ Why this shape:
 * **Roles.** We normally answer ``a=setup:passive`` and are the DTLS server: the browser (the
   offerer, ``actpass``) starts the handshake as soon as ICE connects. The client role exists for
   server-made offers answered ``passive``, and for tests.
+* **Cheap per record once connected.** A data channel ping costs two records each way, so the
+  connected path calls OpenSSL's ``SSL_read``/``SSL_write``/``BIO_read``/``BIO_write`` through
+  pyOpenSSL's cffi binding directly, into one reusable buffer per thread: pyOpenSSL's wrappers
+  allocate a buffer per call and signal an empty BIO with an exception, which cost more than
+  the cryptography. Errors still go through pyOpenSSL's own error mapping. Should a pyOpenSSL
+  release drop those internals, the endpoint falls back to the public API (same behaviour).
 * **Garbage never raises.** Datagrams whose record framing is wrong are counted and dropped
   before OpenSSL sees them (RFC 6347 section 4.1.2.7: invalid records are silently discarded).
   Well-framed records that OpenSSL rejects during the handshake fail the endpoint (`Failed`);
@@ -44,8 +50,10 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from OpenSSL import SSL, crypto
@@ -105,6 +113,32 @@ _CIPHER_LIST = b":".join(
     )
 )
 _SRTP_EXPORTER_LABEL = b"EXTRACTOR-dtls_srtp"
+
+# The direct OpenSSL calls of the connected path (see the module docstring). pyOpenSSL keeps
+# its cffi binding and the SSL/BIO pointers of a Connection in private attributes; if a release
+# renames them we use the public API instead.
+try:
+    from OpenSSL._util import ffi as _ffi
+    from OpenSSL._util import lib as _lib
+
+    _RAW_OK = all(
+        hasattr(_lib, name)
+        for name in ("SSL_read", "SSL_write", "BIO_read", "BIO_write", "SSL_get_error")
+    )
+    _WANT_READ = int(_lib.SSL_ERROR_WANT_READ) if _RAW_OK else -1
+except ImportError:  # pragma: no cover - depends on the installed pyOpenSSL
+    _ffi = _lib = None
+    _RAW_OK = False
+    _WANT_READ = -1
+_RAW_BUFFER_SIZE = 65536  # above the largest record (16 KiB plaintext) and any flight
+_raw_buffers = threading.local()  # one buffer per thread: cffi calls release the GIL
+
+
+def _raw_buffer() -> Any:
+    buf = getattr(_raw_buffers, "buf", None)
+    if buf is None:
+        buf = _raw_buffers.buf = _ffi.new("char[]", _RAW_BUFFER_SIZE)
+    return buf
 
 
 class DtlsError(Exception):
@@ -357,24 +391,36 @@ def _describe(exc: SSL.Error) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _well_framed(datagram: bytes) -> bool:
-    """Whether ``datagram`` is a sequence of complete DTLS records (RFC 6347 4.1)."""
+_FRAMING_BAD = 0
+_FRAMING_OK = 1
+_FRAMING_APPLICATION_DATA = 2  # well framed, and every record is application data (type 23)
+
+
+def _framing(datagram: bytes) -> int:
+    """Whether ``datagram`` is a sequence of complete DTLS records (RFC 6347 4.1), and whether
+    they are all application data (the connected fast path)."""
     n = len(datagram)
     if n == 0:
-        return False
+        return _FRAMING_BAD
     offset = 0
+    only_data = True
     while offset < n:
         if n - offset < _RECORD_HEADER:
-            return False
-        if datagram[offset] not in _RECORD_TYPES or datagram[offset + 1] != 0xFE:
-            return False
+            return _FRAMING_BAD
+        content_type = datagram[offset]
+        if content_type not in _RECORD_TYPES or datagram[offset + 1] != 0xFE:
+            return _FRAMING_BAD
         if datagram[offset + 2] not in _DTLS_MINOR_VERSIONS:
-            return False
+            return _FRAMING_BAD
         length = (datagram[offset + 11] << 8) | datagram[offset + 12]
         if length > _MAX_RECORD_BODY:
-            return False
+            return _FRAMING_BAD
+        if content_type != 23:
+            only_data = False
         offset += _RECORD_HEADER + length
-    return offset == n
+    if offset != n:
+        return _FRAMING_BAD
+    return _FRAMING_APPLICATION_DATA if only_data else _FRAMING_OK
 
 
 def _pack_records(data: bytes, mtu: int) -> list[bytes]:
@@ -384,6 +430,12 @@ def _pack_records(data: bytes, mtu: int) -> list[bytes]:
     large) travels alone. If the output does not parse as records (never seen), it is sent as
     it is rather than cut at an arbitrary byte.
     """
+    if (
+        len(data) <= mtu
+        and len(data) >= _RECORD_HEADER
+        and _RECORD_HEADER + ((data[11] << 8) | data[12]) == len(data)
+    ):
+        return [data]  # one record that fits: the usual case once connected
     records: list[bytes] = []
     offset = 0
     while offset < len(data):
@@ -470,6 +522,12 @@ class DtlsEndpoint:
         self._error: DtlsError | None = None
         self._remote_certificate: x509.Certificate | None = None
         self.counters = DtlsCounters()
+        # (SSL*, read BIO, write BIO) for the direct calls, or None for the public API.
+        self._raw: tuple[Any, Any, Any] | None = None
+        if _RAW_OK:
+            raw = tuple(getattr(self._ssl, name, None) for name in ("_ssl", "_into_ssl", "_from_ssl"))
+            if all(p is not None for p in raw):
+                self._raw = (raw[0], raw[1], raw[2])
 
     # -- state ---------------------------------------------------------------------------
 
@@ -521,15 +579,34 @@ class DtlsEndpoint:
 
     def receive(self, datagram: bytes, now: float) -> None:
         """Feed one DTLS datagram (first byte 20-63). Never raises."""
-        self.counters.datagrams_received += 1
-        self.counters.bytes_received += len(datagram)
-        if self._state in (DtlsState.DTLS_CLOSED, DtlsState.DTLS_FAILED):
-            self.counters.late_dropped += 1
+        counters = self.counters
+        counters.datagrams_received += 1
+        counters.bytes_received += len(datagram)
+        state = self._state
+        if state is DtlsState.DTLS_CLOSED or state is DtlsState.DTLS_FAILED:
+            counters.late_dropped += 1
             return
-        if not _well_framed(datagram):
-            self.counters.malformed_dropped += 1
+        framing = _framing(datagram)
+        if framing == _FRAMING_BAD:
+            counters.malformed_dropped += 1
             return
-        if self._state is DtlsState.DTLS_NEW:
+        if (
+            framing == _FRAMING_APPLICATION_DATA
+            and state is DtlsState.DTLS_CONNECTED
+            and self._raw is not None
+        ):
+            # Records of an established connection only: decrypt them without the handshake
+            # machinery. A running retransmission timer may stop on them, so then look again.
+            try:
+                self._receive_raw(datagram)
+            except Exception as exc:  # same contract as _guarded
+                logger.exception("DTLS(%s) unexpected error", self._role_name)
+                self._fail(DtlsProtocolError(f"DTLS internal error: {exc!r}"))
+            self._flush()
+            if self._retransmit_at is not None or self._state is not DtlsState.DTLS_CONNECTED:
+                self._update_timer(now)
+            return
+        if state is DtlsState.DTLS_NEW:
             self.start(now)
 
         def step() -> None:
@@ -595,7 +672,13 @@ class DtlsEndpoint:
         if not data:
             raise DtlsError("cannot send empty application data")
         try:
-            self._ssl.send(data)
+            raw = self._raw
+            if raw is not None:
+                result = _lib.SSL_write(raw[0], data, len(data))
+                if result <= 0:
+                    self._ssl._raise_ssl_error(raw[0], result)
+            else:
+                self._ssl.send(data)
         except SSL.Error as exc:
             self._flush()
             raise DtlsError(f"cannot send application data: {_describe(exc)}") from exc
@@ -682,11 +765,42 @@ class DtlsEndpoint:
         local, remote = (server, client) if self._is_server else (client, server)
         return SrtpKeys(profile_name=profile, local_key_salt=local, remote_key_salt=remote)
 
+    def _receive_raw(self, datagram: bytes) -> None:
+        """`receive` for a connected endpoint: the datagram straight into the read BIO."""
+        raw = self._raw
+        assert raw is not None
+        if _lib.BIO_write(raw[1], datagram, len(datagram)) != len(datagram):
+            self._ssl.bio_write(datagram)  # never seen with a memory BIO; let pyOpenSSL say why
+        self._read_application_data()
+
+    def _recv_record(self) -> bytes | None:
+        """One decrypted record, or None when OpenSSL has no more; raises pyOpenSSL's errors
+        (ZeroReturnError for close_notify, SSL.Error for the rest)."""
+        raw = self._raw
+        if raw is None:
+            try:
+                return self._ssl.recv(65536)
+            except SSL.WantReadError:
+                return None
+        buf = _raw_buffer()
+        n = _lib.SSL_read(raw[0], buf, _RAW_BUFFER_SIZE)
+        if n > 0:
+            data: bytes = _ffi.buffer(buf, n)[:]
+            return data
+        if _lib.SSL_get_error(raw[0], n) == _WANT_READ:
+            return None
+        try:
+            self._ssl._raise_ssl_error(raw[0], n)
+        except SSL.WantReadError:
+            pass
+        return None  # no error OpenSSL would name (pyOpenSSL raises for every real one)
+
     def _read_application_data(self) -> None:
+        events = self._events
         while self._state is DtlsState.DTLS_CONNECTED:
             try:
-                data = self._ssl.recv(65536)
-            except SSL.WantReadError:
+                data = self._recv_record()
+            except SSL.WantReadError:  # pragma: no cover - _recv_record returns None instead
                 return
             except SSL.ZeroReturnError:
                 try:
@@ -700,9 +814,11 @@ class DtlsEndpoint:
             except SSL.Error as exc:
                 self._fail(DtlsProtocolError(f"DTLS connection failed: {_describe(exc)}"))
                 return
+            if data is None:
+                return
             if data:
                 self.counters.application_data_received += 1
-                self._events.append(ApplicationData(data))
+                events.append(ApplicationData(data))
 
     def _fail(self, error: DtlsError) -> None:
         if self._state in (DtlsState.DTLS_FAILED, DtlsState.DTLS_CLOSED):
@@ -724,20 +840,33 @@ class DtlsEndpoint:
 
     def _flush(self) -> None:
         chunks: list[bytes] = []
-        while True:
-            try:
-                chunk = self._ssl.bio_read(65536)
-            except SSL.Error:  # WantReadError: the BIO is empty
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
+        raw = self._raw
+        if raw is not None:
+            buf = _raw_buffer()
+            while True:
+                n = _lib.BIO_read(raw[2], buf, _RAW_BUFFER_SIZE)
+                if n <= 0:  # empty: a memory BIO asks to retry
+                    break
+                chunks.append(_ffi.buffer(buf, n)[:])
+                if n < _RAW_BUFFER_SIZE:
+                    break
+        else:
+            while True:
+                try:
+                    chunk = self._ssl.bio_read(65536)
+                except SSL.Error:  # WantReadError: the BIO is empty
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
         if not chunks:
             return
-        for datagram in _pack_records(b"".join(chunks), self._config.mtu):
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        counters = self.counters
+        for datagram in _pack_records(data, self._config.mtu):
             self._outgoing.append(datagram)
-            self.counters.datagrams_sent += 1
-            self.counters.bytes_sent += len(datagram)
+            counters.datagrams_sent += 1
+            counters.bytes_sent += len(datagram)
 
     def _update_timer(self, now: float) -> None:
         if self._state not in (DtlsState.DTLS_CONNECTING, DtlsState.DTLS_CONNECTED):
