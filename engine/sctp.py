@@ -1204,6 +1204,9 @@ _PEER_RECONFIG = 0x02
 _PEER_ZERO_CHECKSUM = 0x04
 
 _HEARTBEAT_INFO = struct.Struct("!8sd")
+_COMMON_HEADER = struct.Struct("!HHI")
+_DATA_FIELDS = struct.Struct("!IHHI")
+_SACK_FIELDS = struct.Struct("!II")
 _MAX_GAP_BLOCKS = 128
 _MAX_DUPLICATES = 16
 _MAX_FORWARD_TSN_STREAMS = 256
@@ -1403,6 +1406,7 @@ class SctpAssociation:
         self._partial_bytes_acked = 0
         self._fast_recovery_exit: int | None = None
         self._fast_rtx_budget = 0
+        self._rtx_pending = False  # some sent chunk may be marked for retransmission
         self._adv_peer_ack = self._cum_ack
         self._forward_tsn: ForwardTsnChunk | None = None
 
@@ -1651,19 +1655,17 @@ class SctpAssociation:
 
     def next_timer(self) -> float | None:
         """The earliest time :meth:`handle_timer` must be called, or None."""
-        deadlines = [
-            d
-            for d in (
-                self._t1_deadline,
-                self._t2_deadline,
-                self._t3_deadline,
-                self._sack_deadline,
-                self._hb_deadline,
-                self._reconfig_deadline,
-            )
-            if d is not None
-        ]
-        return min(deadlines) if deadlines else None
+        at = self._hb_deadline
+        for d in (
+            self._t3_deadline,
+            self._sack_deadline,
+            self._t1_deadline,
+            self._t2_deadline,
+            self._reconfig_deadline,
+        ):
+            if d is not None and (at is None or d < at):
+                at = d
+        return at
 
     def handle_timer(self, now: float) -> None:
         """Run every timer that is due at ``now``."""
@@ -1687,6 +1689,12 @@ class SctpAssociation:
     def receive(self, data: bytes, now: float) -> None:
         """Handle one SCTP packet (one DTLS application-data record). Never raises on input."""
         self.stats.packets_received += 1
+        if (
+            self._state is AssociationState.ESTABLISHED
+            and not self._terminated
+            and self._receive_single(data, now)
+        ):
+            return
         try:
             packet = SctpPacket.parse(data, accept_zero_checksum=self.config.zero_checksum)
         except ValueError as exc:
@@ -1721,8 +1729,73 @@ class SctpAssociation:
         if self._peer_reset_deferred is not None:
             self._try_deferred_reset(now)
 
+    def _receive_single(self, data: bytes, now: float) -> bool:
+        """The established association's common packets, one DATA or one SACK chunk without
+        gap blocks, handled without building packet and chunk objects; same checks, counters
+        and effects as the general path. False: not such a packet, use the general path."""
+        n = len(data)
+        if n < COMMON_HEADER_LENGTH + CHUNK_HEADER_LENGTH:
+            return False
+        chunk_type = data[12]
+        if chunk_type == CHUNK_DATA:
+            pass
+        elif chunk_type != CHUNK_SACK:
+            return False
+        length = (data[14] << 8) | data[15]
+        end = COMMON_HEADER_LENGTH + length
+        # exactly one chunk: nothing but (at most) its padding after it
+        if length < CHUNK_HEADER_LENGTH or end > n or n > end + (-length % 4):
+            return False
+        stats = self.stats
+        if chunk_type == CHUNK_SACK and (
+            length != 16 or data[24] or data[25] or data[26] or data[27]
+        ):
+            return False  # gap blocks, duplicates or a bad length: the general path
+        source_port, destination_port, tag = _COMMON_HEADER.unpack_from(data)
+        checksum = data[8] | (data[9] << 8) | (data[10] << 16) | (data[11] << 24)
+        if not (checksum == 0 and self.config.zero_checksum) and checksum != crc32c(
+            data[:8] + b"\x00\x00\x00\x00" + data[12:]
+        ):
+            stats.bad_packets += 1
+            logger.debug("dropping malformed SCTP packet: SCTP packet has an invalid checksum")
+            return True
+        if chunk_type == CHUNK_DATA and length <= DATA_CHUNK_HEADER_LENGTH:
+            stats.bad_packets += 1
+            logger.debug("dropping malformed SCTP packet: DATA chunk without user data")
+            return True
+        if destination_port != self.local_port or source_port != self.remote_port:
+            stats.bad_ports += 1
+            return True
+        if tag != self._local_tag:
+            stats.bad_verification_tag += 1
+            return True
+        if chunk_type == CHUNK_DATA:
+            tsn, stream_id, ssn, ppid = _DATA_FIELDS.unpack_from(data, 16)
+            self._on_data_fields(
+                tsn, stream_id, ssn, ppid, data[13], data[28:end], now, None
+            )
+            if not self._terminated:
+                self._after_data_packet(now)
+        else:
+            cum, a_rwnd = _SACK_FIELDS.unpack_from(data, 16)
+            stats.sacks_received += 1
+            self._process_cum_ack(cum, (), a_rwnd, now)
+        if self._peer_reset_deferred is not None:
+            self._try_deferred_reset(now)
+        return True
+
     def datagrams_to_send(self, now: float) -> list[bytes]:
         """Packets to hand to DTLS now, each at most ``config.max_packet_size`` bytes."""
+        if (
+            not self._controls
+            and not self._out_queue
+            and not self._rtx_pending
+            and self._forward_tsn is None
+            and self._abort_packet is None
+            and not (self._sack_due and self._sack_now)
+        ):
+            self._fast_rtx_budget = 0  # what _collect_data would do
+            return []
         if self._abort_packet is not None:
             packet, self._abort_packet = self._abort_packet, None
             self._controls.clear()
@@ -2219,21 +2292,44 @@ class SctpAssociation:
         return max(0, self.config.receive_window - self._held_bytes)
 
     def _on_data(self, chunk: DataChunk, now: float) -> None:
+        self._on_data_fields(
+            chunk.tsn,
+            chunk.stream_id,
+            chunk.ssn,
+            chunk.ppid,
+            chunk._flags(),
+            chunk.user_data,
+            now,
+            chunk,
+        )
+
+    def _on_data_fields(
+        self,
+        tsn: int,
+        stream_id: int,
+        ssn: int,
+        ppid: int,
+        flags: int,
+        user_data: bytes,
+        now: float,
+        chunk: DataChunk | None,
+    ) -> None:
+        """One DATA chunk; ``chunk`` is built only if it must be kept (fragments, held data)."""
         if self._state not in _DATA_STATES:
             return
         self.stats.data_chunks_received += 1
         self._sack_due = True
-        if chunk.immediate:
+        if flags & DATA_FLAG_IMMEDIATE:
             self._sack_now = True
-        tsn = chunk.tsn
-        if tsn_le(tsn, self._peer_cum_tsn) or tsn in self._received_above:
+        peer_cum = self._peer_cum_tsn
+        if tsn_le(tsn, peer_cum) or tsn in self._received_above:
             self.stats.duplicate_tsns += 1
             if len(self._duplicates) < _MAX_DUPLICATES:
                 self._duplicates.append(tsn)
             self._sack_now = True
             return
-        distance = (tsn - self._peer_cum_tsn) & _U32
-        size = len(chunk.user_data)
+        distance = (tsn - peer_cum) & _U32
+        size = len(user_data)
         in_sequence = distance == 1
         if distance > 0xFFFF or (
             not in_sequence
@@ -2252,22 +2348,39 @@ class SctpAssociation:
         # Mark received.
         if in_sequence:
             self._peer_cum_tsn = tsn
-            self._advance_peer_cum()
+            if self._received_above:
+                self._advance_peer_cum()
         else:
             self._received_above.add(tsn)
             self._sack_now = True
-        if chunk.stream_id >= self._inbound_streams:
+        if stream_id >= self._inbound_streams:
             self.stats.dropped_data_chunks += 1
-            self._queue(
-                ErrorChunk(((CAUSE_INVALID_STREAM, struct.pack("!HH", chunk.stream_id, 0)),))
-            )
+            self._queue(ErrorChunk(((CAUSE_INVALID_STREAM, struct.pack("!HH", stream_id, 0)),)))
             return
         self._held_bytes += size
         deferred = self._peer_reset_deferred
+        if deferred is None and flags & (DATA_FLAG_BEGIN | DATA_FLAG_END) == (
+            DATA_FLAG_BEGIN | DATA_FLAG_END
+        ):
+            # A whole message in one chunk (every ping, every small message).
+            self._on_message(stream_id, ssn, bool(flags & DATA_FLAG_UNORDERED), ppid, user_data)
+            return
+        if chunk is None:
+            chunk = DataChunk(
+                tsn,
+                stream_id,
+                ssn,
+                ppid,
+                user_data,
+                unordered=bool(flags & DATA_FLAG_UNORDERED),
+                beginning=bool(flags & DATA_FLAG_BEGIN),
+                ending=bool(flags & DATA_FLAG_END),
+                immediate=bool(flags & DATA_FLAG_IMMEDIATE),
+            )
         if (
             deferred is not None
             and tsn_lt(deferred.last_tsn, tsn)
-            and (not deferred.streams or chunk.stream_id in deferred.streams)
+            and (not deferred.streams or stream_id in deferred.streams)
         ):
             # Data sent after a stream reset the peer asked for, which we have not been able to
             # perform yet: hold it until the reset is done (RFC 6525 section 5.2.2 E2).
@@ -2439,13 +2552,15 @@ class SctpAssociation:
         burst = self.config.max_burst * mtu
         cwnd = min(self._cwnd, self._flight_size + burst)
         first_outstanding = True
-        for c in self._sent:
+        blocked = False
+        for c in self._sent if self._rtx_pending else ():
             if c.acked or c.abandoned:
                 continue
             if c.retransmit:
                 if self._fast_rtx_budget > 0:
                     self._fast_rtx_budget -= len(c.data) + DATA_CHUNK_HEADER_LENGTH
                 elif self._flight_size >= cwnd:
+                    blocked = True
                     break
                 c.retransmit = False
                 c.misses = 0
@@ -2459,6 +2574,7 @@ class SctpAssociation:
                 if first_outstanding:
                     self._t3_deadline = now + self._rto
             first_outstanding = False
+        self._rtx_pending = blocked
         self._fast_rtx_budget = 0
         if self._state in (
             AssociationState.ESTABLISHED,
@@ -2622,6 +2738,7 @@ class SctpAssociation:
                         self._abandon(c, now)
                         continue
                     c.retransmit = True
+                    self._rtx_pending = True
                     c.in_flight = False
                     self._flight_size -= len(c.data)
                     self.stats.fast_retransmits += 1
@@ -2687,6 +2804,7 @@ class SctpAssociation:
                 self._abandon(c, now)
                 continue
             c.retransmit = True
+            self._rtx_pending = True
             c.misses = 0
             if c.in_flight:
                 c.in_flight = False
