@@ -85,6 +85,8 @@ class WebRtcTransport:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._on_close: list[Callable[[WebRtcTransport], None]] = []
+        self._pumping = False      # inside _pump: sends are queued, the running pass flushes them
+        self._pump_again = False   # something was queued while pumping
 
     def __repr__(self) -> str:
         return f"WebRtcTransport(sid={self.sid}, {self.state.value}, {self.addr})"
@@ -159,9 +161,10 @@ class WebRtcTransport:
     # ---------------------------------------------------------------- DTLS / SCTP
 
     def on_dtls(self, data: bytes) -> None:
-        if self.dtls is None or self.state is TransportState.CLOSED:
+        dtls = self.dtls
+        if dtls is None or self.state is TransportState.CLOSED:
             return
-        self.dtls.receive(data, time.monotonic())
+        dtls.receive(data, time.monotonic())
         self._pump()
 
     def _send(self, data: bytes) -> None:
@@ -172,49 +175,64 @@ class WebRtcTransport:
 
     def _pump(self) -> None:
         """Move bytes between DTLS, SCTP and the network; deliver events;
-        reschedule the timer. Called after every input."""
-        now = time.monotonic()
+        reschedule the timer. Called after every input.
+
+        Channel events are delivered before SCTP output is collected, so what a
+        listener sends in answer to a message (the Pong to a Ping) leaves in the
+        same SCTP packet as the SACK for it: one record, one datagram. Sends
+        made by listeners while the pump runs are only queued (`send_message`
+        does not pump again); this pass flushes them."""
+        if self._pumping:
+            self._pump_again = True
+            return
         dtls = self.dtls
         if dtls is None:
             return
-        for _ in range(8):  # events can produce output that produces events
-            progressed = False
-            for event in dtls.events():
-                progressed = True
-                if isinstance(event, dtls_mod.HandshakeComplete):
-                    self._on_handshake(event.srtp_keys, now)
-                elif isinstance(event, dtls_mod.ApplicationData):
-                    if self.sctp is not None:
-                        self.sctp.receive(event.data, now)
-                elif isinstance(event, dtls_mod.Closed):
-                    self.close(f"DTLS closed by the client ({event.reason})", notify_peer=False)
-                    return
-                elif isinstance(event, dtls_mod.Failed):
-                    self.close(f"DTLS failed: {event.error}", notify_peer=False)
-                    return
-            if self.sctp is not None and self.channels is not None:
-                for packet in self.sctp.datagrams_to_send(now):
-                    try:
-                        dtls.send_application_data(packet)
-                    except dtls_mod.DtlsError as exc:
-                        log.debug("%r: SCTP packet not sent: %s", self, exc)
-                for ev in self.channels.events(now):
-                    progressed = True
+        self._pumping = True
+        try:
+            now = time.monotonic()
+            for _ in range(8):  # events can produce output that produces events
+                self._pump_again = False
+                for event in dtls.events():
+                    if type(event) is dtls_mod.ApplicationData:
+                        if self.sctp is not None:
+                            self.sctp.receive(event.data, now)
+                    elif isinstance(event, dtls_mod.HandshakeComplete):
+                        self._on_handshake(event.srtp_keys, now)
+                    elif isinstance(event, dtls_mod.Closed):
+                        self.close(f"DTLS closed by the client ({event.reason})", notify_peer=False)
+                        return
+                    elif isinstance(event, dtls_mod.Failed):
+                        self.close(f"DTLS failed: {event.error}", notify_peer=False)
+                        return
+                sctp, channels = self.sctp, self.channels
+                if sctp is not None and channels is not None:
+                    for ev in channels.events(now):
+                        if self.state is TransportState.CLOSED:
+                            return
+                        if type(ev) is ChannelMessage:
+                            self.listener.transport_message(self, ev.channel, ev.data)
+                        elif isinstance(ev, ChannelOpened):
+                            self.listener.transport_channel_open(self, ev.channel)
+                        elif isinstance(ev, ChannelClosed):
+                            log.debug("%r: data channel %s closed", self, ev.channel.label)
+                        elif isinstance(ev, sctp_mod.Closed):
+                            self.close(f"SCTP association closed ({ev.reason})", notify_peer=True)
+                            return
                     if self.state is TransportState.CLOSED:
                         return
-                    if isinstance(ev, ChannelOpened):
-                        self.listener.transport_channel_open(self, ev.channel)
-                    elif isinstance(ev, ChannelMessage):
-                        self.listener.transport_message(self, ev.channel, ev.data)
-                    elif isinstance(ev, ChannelClosed):
-                        log.debug("%r: data channel %s closed", self, ev.channel.label)
-                    elif isinstance(ev, sctp_mod.Closed):
-                        self.close(f"SCTP association closed ({ev.reason})", notify_peer=True)
-                        return
-            for datagram in dtls.datagrams_to_send():
-                self._send(datagram)
-            if not progressed:
-                break
+                    self._pump_again = False  # this flush takes what listeners queued
+                    for packet in sctp.datagrams_to_send(now):
+                        try:
+                            dtls.send_application_data(packet)
+                        except dtls_mod.DtlsError as exc:
+                            log.debug("%r: SCTP packet not sent: %s", self, exc)
+                for datagram in dtls.datagrams_to_send():
+                    self._send(datagram)
+                if not self._pump_again:
+                    break
+        finally:
+            self._pumping = False
         self._schedule()
 
     def _on_handshake(self, keys: dtls_mod.SrtpKeys, now: float) -> None:
@@ -231,12 +249,11 @@ class WebRtcTransport:
     def _schedule(self) -> None:
         if self.state is TransportState.CLOSED:
             return
-        deadlines = []
-        if self.dtls is not None and (t := self.dtls.next_timer()) is not None:
-            deadlines.append(t)
-        if self.sctp is not None and (t := self.sctp.next_timer()) is not None:
-            deadlines.append(t)
-        at = min(deadlines, default=None)
+        at = self.dtls.next_timer() if self.dtls is not None else None
+        if self.sctp is not None:
+            t = self.sctp.next_timer()
+            if t is not None and (at is None or t < at):
+                at = t
         if at == self._timer_at:
             return
         if self._timer is not None:
@@ -244,8 +261,8 @@ class WebRtcTransport:
             self._timer = None
         self._timer_at = at
         if at is not None:
-            delay = max(0.0, at - time.monotonic())
-            self._timer = self.server.loop.call_later(delay, self._on_timer)
+            # deadlines are time.monotonic() values, the clock of asyncio's and uvloop's loops
+            self._timer = self.server.loop.call_at(at, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -62,6 +62,9 @@ def decode(data: bytes) -> DCMessage:
     """Decode one binary message; raises DCMessageError with the reason."""
     if not data:
         raise DCMessageError("empty data-channel message")
+    bare = _BARE.get(data) if len(data) == 1 else None
+    if bare is not None:
+        return bare  # Ping, Pong, Lock request, Unlock: one fixint and nothing else
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(data) + 1)
     unpacker.feed(data)
     try:
@@ -107,10 +110,24 @@ def decode_sdp(blob: bytes) -> dict[str, str]:
 
 
 def encode(mtype: DCMessageType, payload: Any = None) -> bytes:
+    if payload is None:
+        return _ENCODED[mtype]
     out = msgpack.packb(int(mtype))
-    if payload is not None:
-        out += msgpack.packb(payload, use_bin_type=True)
+    out += msgpack.packb(payload, use_bin_type=True)
     return bytes(out)
+
+
+#: Messages without payload, encoded (a msgpack positive fixint is the byte itself).
+_ENCODED: dict[DCMessageType, bytes] = {t: bytes(msgpack.packb(int(t))) for t in DCMessageType}
+#: Their decoded form, shared (DCMessage is frozen), for the types valid without a payload.
+_BARE: dict[bytes, DCMessage] = {
+    data: DCMessage(t)
+    for t, data in _ENCODED.items()
+    if t not in (DCMessageType.SDP, DCMessageType.LOSS_RATE, DCMessageType.RTT, DCMessageType.JITTER)
+}
+#: What RTCPeer sends every second, and our answer.
+PING: bytes = _ENCODED[DCMessageType.PING]
+PONG: bytes = _ENCODED[DCMessageType.PONG]
 
 
 def encode_sdp(sdp_type: str, sdp: str) -> bytes:

@@ -596,6 +596,9 @@ class RtcSession:
     def transport_message(self, transport: WebRtcTransport, channel: DataChannel, data: bytes | str) -> None:
         if channel is not self.dc:
             return
+        if data == dcmsg.PING:  # every client, every second: answer without decoding
+            transport.send_message(channel, dcmsg.PONG)
+            return
         if isinstance(data, str):
             if data == "ping":
                 self._send_dc("pong")
@@ -608,7 +611,7 @@ class RtcSession:
             return
         t = msg.type
         if t is DCMessageType.PING:
-            self._send_dc(dcmsg.encode(DCMessageType.PONG))
+            self._send_dc(dcmsg.PONG)
         elif t is DCMessageType.SDP:
             self.handle_sdp(json.dumps(msg.payload), via_dc=True)
         elif t is DCMessageType.LOCK:
