@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from switchboard._native import core as _core
@@ -67,6 +68,10 @@ GLOBAL_COUNTERS: tuple[str, ...] = _core.GLOBAL_COUNTERS
 SRTP_PROFILES: tuple[str, ...] = tuple(_core.SRTP_PROFILES)
 
 _MIB = 1 << 20
+EVENT_SLICE = 0.0005
+"""Seconds of control-event handling after which the media sockets are read again."""
+EVENT_BATCH = 0.005
+"""Seconds of control-event handling after which the rest waits for the next loop iteration."""
 
 
 @dataclass(frozen=True)
@@ -142,9 +147,10 @@ class SocketInfo:
     sndbuf_capped: bool
 
 
-@dataclass(frozen=True)
-class MediaEvent:
-    """Something the media plane hands to the control plane."""
+class MediaEvent(NamedTuple):
+    """Something the media plane hands to the control plane (a named tuple: one is made
+    per STUN/DTLS datagram, and a tuple is several times cheaper to build than a frozen
+    dataclass)."""
 
     kind: int
     session: int
@@ -215,6 +221,9 @@ class MediaPlane:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._report_handle: asyncio.TimerHandle | None = None
         self._handlers: list[Callable[[MediaEvent], None]] = []
+        self._draining = False
+        self.event_slices = 0
+        """Times a batch of control events was interrupted to read the media sockets."""
         self.python_send_errors = 0
 
     # ---------------------------------------------------------------- lifecycle
@@ -277,13 +286,54 @@ class MediaPlane:
         self._handlers.append(handler)
 
     def _drain_events(self) -> None:
-        for raw in self.router.poll_events():
-            event = MediaEvent(*raw)
-            for handler in self._handlers:
-                try:
-                    handler(event)
-                except Exception:  # a handler bug must not stop the media plane
-                    log.exception("media event handler failed on %s", event)
+        """Hand the router's queued events to the handlers (the router calls this after a read
+        that queued some).
+
+        In slices: after every `EVENT_SLICE` seconds of handlers the media sockets are read
+        (`Router.on_readable`), so a long batch of control events (a burst of DTLS records,
+        consent checks, joins) never leaves media waiting in the socket for longer than a
+        slice. Those reads queue new events, which this call takes too (a nested call from
+        the read returns at once). After `EVENT_BATCH` seconds the rest waits for the next
+        loop iteration, so timers and other sockets get their turn."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            router = self.router
+            handlers = self._handlers
+            clock = time.perf_counter
+            start = clock()
+            slice_end = start + EVENT_SLICE
+            while True:
+                batch = router.poll_events()
+                if not batch:
+                    return
+                for raw in batch:
+                    event = MediaEvent._make(raw)
+                    for handler in handlers:
+                        try:
+                            handler(event)
+                        except Exception:  # a handler bug must not stop the media plane
+                            log.exception("media event handler failed on %s", event)
+                    now = clock()
+                    if now >= slice_end:
+                        self._read_media()
+                        now = clock()
+                        slice_end = now + EVENT_SLICE
+                        self.event_slices += 1
+                if now - start >= EVENT_BATCH and self._loop is not None:
+                    # what the reads queued waits for the next loop iteration
+                    self._loop.call_soon(self._drain_events)
+                    return
+        finally:
+            self._draining = False
+
+    def _read_media(self) -> None:
+        """Forward what waits in the media sockets now (between slices of control events)."""
+        if self._loop is None:
+            return
+        for info in self.socket_info:
+            self.router.on_readable(info.index)
 
     def send_datagram(self, sock: int, addr: tuple[str, int], data: bytes) -> bool:
         """Send a control datagram (STUN, DTLS) from the media port."""
