@@ -54,7 +54,6 @@ cdef struct Session:
     int32_t sock
     uint8_t stream              # ICE-TCP: outgoing packets go to Python (EV_STREAM_SEND)
     uint8_t gcm_out             # outbound RTP through our AES-GCM (gcm_keys[sid]), not libsrtp
-    uint8_t gcm_in              # inbound RTP of known tracks through our AES-GCM (gcm_in_keys[sid])
     socklen_t addrlen
     void *srtp_out
     sockaddr_storage addr
@@ -102,7 +101,6 @@ cdef struct Track:
     int64_t last_transit
     uint32_t lsr                # middle 32 bits of the last SR's NTP time
     double lsr_time
-    sb_srtp_index in_index      # SRTP index and replay window when we open it ourselves
 
 
 cdef struct Consumer:
@@ -282,7 +280,6 @@ cdef class Router:
     cdef public long coalesce_ns
     cdef uint8_t *scratch
     cdef sb_gcm_key *gcm_keys
-    cdef sb_gcm_key *gcm_in_keys
     cdef int report_cursor
     cdef readonly bint native_gcm
 
@@ -322,8 +319,7 @@ cdef class Router:
         self.native_gcm = native_gcm and sb_gcm_available()
         if self.native_gcm:
             self.gcm_keys = sb_gcm_keys_new(max_sessions)
-            self.gcm_in_keys = sb_gcm_keys_new(max_sessions)
-            if self.gcm_keys == NULL or self.gcm_in_keys == NULL:
+            if self.gcm_keys == NULL:
                 raise MemoryError()
         if (self.sessions == NULL or self.tracks == NULL or self.consumers == NULL
                 or self.free_sessions == NULL or self.free_tracks == NULL or self.free_consumers == NULL
@@ -399,9 +395,6 @@ cdef class Router:
         if self.gcm_keys != NULL:
             memset(self.gcm_keys, 0, <size_t>self.max_sessions * sizeof(sb_gcm_key))
             sb_gcm_keys_free(self.gcm_keys)
-        if self.gcm_in_keys != NULL:
-            memset(self.gcm_in_keys, 0, <size_t>self.max_sessions * sizeof(sb_gcm_key))
-            sb_gcm_keys_free(self.gcm_in_keys)
         PyMem_Free(self.sessions)
         PyMem_Free(self.tracks)
         PyMem_Free(self.consumers)
@@ -578,15 +571,7 @@ cdef class Router:
         if n < 12:
             cnt[SC_DROP_MALFORMED] += 1
             return
-        if s.gcm_in:
-            ln = self._open_rtp(sid, p, n)
-            if ln == -1:
-                return              # counted
-            if ln >= 0:
-                n = ln
-            elif self._srtp_failed(cnt, srtp_unprotect_fn(s.srtp_in, p, &n)):
-                return
-        elif self._srtp_failed(cnt, srtp_unprotect_fn(s.srtp_in, p, &n)):
+        if self._srtp_failed(cnt, srtp_unprotect_fn(s.srtp_in, p, &n)):
             return
         if rtp_parse(p, n, &v) != 0:
             cnt[SC_DROP_MALFORMED] += 1
@@ -628,36 +613,6 @@ cdef class Router:
             self.batch_fwd[t.kind] += 1
         self._fanout(t, tcnt, p, n, &v, now)
 
-    cdef inline int _open_rtp(self, int32_t sid, uint8_t *p, int n) noexcept nogil:
-        """Unprotect a packet of a known track with our AES-GCM: its plain
-        length, -1 when dropped (counted), -2 when libsrtp should handle it
-        (an SSRC that is no track yet, e.g. one to learn by MID, or a packet
-        too short to hold a header and tag)."""
-        cdef uint64_t *cnt
-        cdef int hl = rtp_header_len(p, n)
-        cdef int32_t tid
-        cdef Track *t
-        cdef int64_t idx
-        cdef int ln, r
-        if hl < 0 or n < hl + SB_GCM_TAG_LEN:
-            return -2
-        tid = idmap_get(&self.track_map, key_session_u32(sid, rd32(p + 8)))
-        if tid < 0:
-            return -2
-        t = &self.tracks[tid]
-        cnt = self.sc + <size_t>sid * SC_COUNT
-        idx = sb_index_guess(&t.in_index, rd16(p + 2))
-        r = sb_index_check(&t.in_index, idx) if idx >= 0 else SB_INDEX_OLD
-        if r != SB_INDEX_NEW:
-            cnt[SC_DROP_REPLAY] += 1
-            return -1
-        ln = sb_gcm_srtp_unprotect(&self.gcm_in_keys[sid], p, hl, n, <uint32_t>(idx >> 16))
-        if ln < 0:
-            cnt[SC_DROP_SRTP_AUTH] += 1
-            return -1
-        sb_index_add(&t.in_index, idx)
-        return ln
-
     cdef int32_t _learn_ssrc(self, int32_t sid, Session *s, const uint8_t *p, const RtpView *v) noexcept nogil:
         """Unknown SSRC: find the track by the MID (and RID) header extension
         and learn the SSRC, so later packets hit the SSRC table directly."""
@@ -679,9 +634,6 @@ cdef class Router:
         if t.ssrc != 0:
             idmap_del(&self.track_map, key_session_u32(sid, t.ssrc))
             t.seq_init = 0
-        # libsrtp opened this packet; later ones are ours (see _open_rtp)
-        t.in_index.init = 0
-        sb_index_add(&t.in_index, v.seq)
         if idmap_put(&self.track_map, key_session_u32(sid, v.ssrc), tid) != 0:
             return -1
         t.ssrc = v.ssrc
@@ -1264,18 +1216,13 @@ cdef class Router:
         cdef int32_t cid
         s.srtp_in = inbound.ptr()
         s.srtp_out = outbound.ptr()
-        cdef int32_t tid
         s.gcm_out = self.native_gcm and outbound.gcm_keys(&self.gcm_keys[sid])
-        s.gcm_in = self.native_gcm and inbound.gcm_keys(&self.gcm_in_keys[sid])
-        # new keys start every stream's index afresh, as new libsrtp contexts would
+        # new keys start every outgoing stream's index afresh, as a new
+        # libsrtp context would
         cid = s.first_consumer
         while cid >= 0:
             self.consumers[cid].out_index.init = 0
             cid = self.consumers[cid].next_in_session
-        tid = s.first_track
-        while tid >= 0:
-            self.tracks[tid].in_index.init = 0
-            tid = self.tracks[tid].next_in_session
 
     def session_set_extensions(self, int sid, int mid=0, int rid=0, int audio_level=0, int twcc=0):
         """Header extension ids this session's client uses for MID, RID, audio
@@ -1315,9 +1262,6 @@ cdef class Router:
         if s.gcm_out:
             memset(&self.gcm_keys[sid], 0, sizeof(sb_gcm_key))
             s.gcm_out = 0
-        if s.gcm_in:
-            memset(&self.gcm_in_keys[sid], 0, sizeof(sb_gcm_key))
-            s.gcm_in = 0
         if s.twcc != NULL:
             PyMem_Free(s.twcc)
             s.twcc = NULL

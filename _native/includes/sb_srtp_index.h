@@ -1,17 +1,17 @@
 /*
  * SRTP packet index estimation and a 128-packet replay window, for the
- * streams the router seals or opens with its own AES-GCM (sb_aesgcm.h).
+ * outgoing streams the router seals with its own AES-GCM (sb_aesgcm.h).
  *
  *   RFC 3711 3.3.1  the 48-bit index = 2^16 * ROC + SEQ, estimated from the
  *                   highest index seen (Appendix A)   https://www.rfc-editor.org/rfc/rfc3711#section-3.3.1
  *   RFC 3711 3.3.2  replay protection with a sliding window
  *
- * The guess is the index closest to the highest one: SEQ moved by at most
- * 2^15 either way (the same choice as RFC 3711 Appendix A and libsrtp).
- * A fresh window knows only its first index (packets reordered before it
- * are still accepted once, as libsrtp does). When the router takes a stream
- * over from libsrtp (a track learned by MID after libsrtp opened its first
- * packet) it adds that packet's index, so it cannot be replayed.
+ * The estimate follows libsrtp 2.x exactly, so a receiver running libsrtp
+ * (every browser) derives the same ROC for every packet we seal: while the
+ * highest index is at most 2^15 the ROC is 0 whatever the jump; after that
+ * the index closest to the highest one is chosen, with a tie (SEQ exactly
+ * 2^15 ahead of a low SEQ) counted as ahead. A fresh window starts empty at
+ * index 0, as libsrtp's does.
  */
 #ifndef SB_SRTP_INDEX_H
 #define SB_SRTP_INDEX_H
@@ -26,13 +26,20 @@ typedef struct sb_srtp_index {
 
 enum { SB_INDEX_NEW = 0, SB_INDEX_REPLAY = 1, SB_INDEX_OLD = 2 };
 
-/* The index of a packet with sequence number `seq`, or -1 (before index 0). */
+/* The index of a packet with sequence number `seq` (libsrtp's srtp_rdbx_estimate_index). */
 static inline int64_t sb_index_guess(const sb_srtp_index *r, uint16_t seq)
 {
-    if (!r->init)
+    if (!r->init || r->hi <= 32768)
         return seq;
-    int64_t idx = (int64_t)r->hi + (int16_t)(uint16_t)(seq - (uint16_t)r->hi);
-    return idx < 0 ? -1 : idx;
+    uint64_t roc = r->hi >> 16;
+    uint32_t local = (uint16_t)r->hi;
+    if (local < 32768) {
+        if ((uint32_t)seq > local + 32768)
+            roc -= 1;
+    } else if (local - 32768 > (uint32_t)seq) {
+        roc += 1;
+    }
+    return (int64_t)((roc << 16) | seq);
 }
 
 /* SB_INDEX_NEW, SB_INDEX_REPLAY (accepted before) or SB_INDEX_OLD (behind the window). */
