@@ -72,6 +72,8 @@ EVENT_SLICE = 0.0005
 """Seconds of control-event handling after which the media sockets are read again."""
 EVENT_BATCH = 0.005
 """Seconds of control-event handling after which the rest waits for the next loop iteration."""
+REPORT_PARTS = 20
+"""Slices one RTCP report round is spread over (see MediaPlane._reports)."""
 
 
 @dataclass(frozen=True)
@@ -253,7 +255,7 @@ class MediaPlane:
             self._close_sockets(loop)
             raise
         self._loop = loop
-        self._report_handle = loop.call_later(self.config.report_interval, self._reports)
+        self._report_handle = loop.call_later(self.config.report_interval / REPORT_PARTS, self._reports)
 
     async def stop(self) -> None:
         if self._loop is None:
@@ -273,11 +275,14 @@ class MediaPlane:
         self.sockets.clear()
 
     def _reports(self) -> None:
+        # one round per report_interval, in REPORT_PARTS slices: a whole
+        # round over thousands of sessions would hold the loop (and delay
+        # media reads) for milliseconds
         assert self._loop is not None
         try:
-            self.router.send_reports()
+            self.router.send_reports(REPORT_PARTS)
         finally:
-            self._report_handle = self._loop.call_later(self.config.report_interval, self._reports)
+            self._report_handle = self._loop.call_later(self.config.report_interval / REPORT_PARTS, self._reports)
 
     # ---------------------------------------------------------------- events
 
