@@ -27,6 +27,7 @@ import numpy as _np
 
 cdef enum:
     MAX_SOCKETS = 16
+    IN_STREAMS = 16             # inbound SRTP streams (SSRCs) per session on our AES-GCM
     MAX_NACK_FCI = 4            # NACK items we send upstream per gap (x17 packets)
     REPORT_MAX = 1100           # bytes per RTCP compound we build
 
@@ -54,6 +55,8 @@ cdef struct Session:
     int32_t sock
     uint8_t stream              # ICE-TCP: outgoing packets go to Python (EV_STREAM_SEND)
     uint8_t gcm_out             # outbound RTP through our AES-GCM (gcm_keys[sid]), not libsrtp
+    uint8_t gcm_in              # inbound RTP through our AES-GCM (gcm_in_keys[sid], in_ssrc/in_index)
+    uint8_t n_in                # inbound streams in use (in_ssrc[sid * IN_STREAMS + k])
     socklen_t addrlen
     void *srtp_out
     sockaddr_storage addr
@@ -280,6 +283,9 @@ cdef class Router:
     cdef public long coalesce_ns
     cdef uint8_t *scratch
     cdef sb_gcm_key *gcm_keys
+    cdef sb_gcm_key *gcm_in_keys
+    cdef uint32_t *in_ssrc
+    cdef sb_srtp_index *in_index
     cdef int report_cursor
     cdef readonly bint native_gcm
 
@@ -319,7 +325,12 @@ cdef class Router:
         self.native_gcm = native_gcm and sb_gcm_available()
         if self.native_gcm:
             self.gcm_keys = sb_gcm_keys_new(max_sessions)
-            if self.gcm_keys == NULL:
+            self.gcm_in_keys = sb_gcm_keys_new(max_sessions)
+            self.in_ssrc = <uint32_t *>PyMem_Calloc(<size_t>max_sessions * IN_STREAMS, sizeof(uint32_t))
+            self.in_index = <sb_srtp_index *>PyMem_Calloc(<size_t>max_sessions * IN_STREAMS,
+                                                          sizeof(sb_srtp_index))
+            if (self.gcm_keys == NULL or self.gcm_in_keys == NULL or self.in_ssrc == NULL
+                    or self.in_index == NULL):
                 raise MemoryError()
         if (self.sessions == NULL or self.tracks == NULL or self.consumers == NULL
                 or self.free_sessions == NULL or self.free_tracks == NULL or self.free_consumers == NULL
@@ -395,6 +406,11 @@ cdef class Router:
         if self.gcm_keys != NULL:
             memset(self.gcm_keys, 0, <size_t>self.max_sessions * sizeof(sb_gcm_key))
             sb_gcm_keys_free(self.gcm_keys)
+        if self.gcm_in_keys != NULL:
+            memset(self.gcm_in_keys, 0, <size_t>self.max_sessions * sizeof(sb_gcm_key))
+            sb_gcm_keys_free(self.gcm_in_keys)
+        PyMem_Free(self.in_ssrc)
+        PyMem_Free(self.in_index)
         PyMem_Free(self.sessions)
         PyMem_Free(self.tracks)
         PyMem_Free(self.consumers)
@@ -571,7 +587,12 @@ cdef class Router:
         if n < 12:
             cnt[SC_DROP_MALFORMED] += 1
             return
-        if self._srtp_failed(cnt, srtp_unprotect_fn(s.srtp_in, p, &n)):
+        ln = self._open_rtp(sid, s, p, n) if s.gcm_in else -2
+        if ln >= 0:
+            n = ln
+        elif ln == -1:
+            return                  # counted
+        elif self._srtp_failed(cnt, srtp_unprotect_fn(s.srtp_in, p, &n)):
             return
         if rtp_parse(p, n, &v) != 0:
             cnt[SC_DROP_MALFORMED] += 1
@@ -612,6 +633,57 @@ cdef class Router:
         if t.first_consumer >= 0:
             self.batch_fwd[t.kind] += 1
         self._fanout(t, tcnt, p, n, &v, now)
+
+    cdef int _open_rtp(self, int32_t sid, Session *s, uint8_t *p, int n) noexcept nogil:
+        """Unprotect inbound AEAD_AES_128_GCM RTP with our GCM: the plain
+        length, -1 when dropped (counted), -2 to let libsrtp handle it.
+
+        Same semantics as libsrtp's ssrc_any_inbound context, stream by
+        stream (srtp_unprotect in libsrtp 2.7): a new SSRC is opened as index
+        SEQ (ROC 0) without a replay check and becomes a stream only once a
+        packet authenticates; a known one is estimated, replay-checked, then
+        opened. Per session the first IN_STREAMS SSRCs are ours for the life
+        of its keys; further ones and headers that do not fit go to libsrtp,
+        which never sees a packet of an SSRC we hold, and vice versa, so
+        each stream has one replay window."""
+        cdef uint64_t *cnt = self.sc + <size_t>sid * SC_COUNT
+        cdef uint32_t *ssrcs = self.in_ssrc + <size_t>sid * IN_STREAMS
+        cdef uint32_t ssrc
+        cdef int hl = rtp_header_len(p, n)
+        cdef int k, ln
+        cdef int64_t idx
+        cdef sb_srtp_index *st = NULL
+        if hl < 0:
+            return -2
+        ssrc = rd32(p + 8)
+        for k in range(s.n_in):
+            if ssrcs[k] == ssrc:
+                st = self.in_index + <size_t>sid * IN_STREAMS + k
+                break
+        if st == NULL:
+            if s.n_in >= IN_STREAMS or n < hl + SB_GCM_TAG_LEN:
+                return -2
+            idx = rd16(p + 2)
+        else:
+            idx = sb_index_guess(st, rd16(p + 2))
+            if sb_index_check(st, idx) != SB_INDEX_NEW:
+                cnt[SC_DROP_REPLAY] += 1
+                return -1
+            if n < hl + SB_GCM_TAG_LEN:
+                cnt[SC_DROP_SRTP_OTHER] += 1
+                return -1
+        ln = sb_gcm_srtp_unprotect(&self.gcm_in_keys[sid], p, hl, n, <uint32_t>(idx >> 16))
+        if ln < 0:
+            cnt[SC_DROP_SRTP_AUTH] += 1
+            return -1
+        if st == NULL:
+            k = s.n_in
+            s.n_in += 1
+            ssrcs[k] = ssrc
+            st = self.in_index + <size_t>sid * IN_STREAMS + k
+            st.init = 0
+        sb_index_add(st, idx)
+        return ln
 
     cdef int32_t _learn_ssrc(self, int32_t sid, Session *s, const uint8_t *p, const RtpView *v) noexcept nogil:
         """Unknown SSRC: find the track by the MID (and RID) header extension
@@ -1217,6 +1289,8 @@ cdef class Router:
         s.srtp_in = inbound.ptr()
         s.srtp_out = outbound.ptr()
         s.gcm_out = self.native_gcm and outbound.gcm_keys(&self.gcm_keys[sid])
+        s.gcm_in = self.native_gcm and inbound.gcm_keys(&self.gcm_in_keys[sid])
+        s.n_in = 0                  # a new libsrtp context has no streams either
         # new keys start every outgoing stream's index afresh, as a new
         # libsrtp context would
         cid = s.first_consumer
@@ -1262,6 +1336,10 @@ cdef class Router:
         if s.gcm_out:
             memset(&self.gcm_keys[sid], 0, sizeof(sb_gcm_key))
             s.gcm_out = 0
+        if s.gcm_in:
+            memset(&self.gcm_in_keys[sid], 0, sizeof(sb_gcm_key))
+            s.gcm_in = 0
+        s.n_in = 0
         if s.twcc != NULL:
             PyMem_Free(s.twcc)
             s.twcc = NULL

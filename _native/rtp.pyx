@@ -87,6 +87,22 @@ cdef inline int rtp_parse(const uint8_t *p, int n, RtpView *v) noexcept nogil:
     return 0
 
 
+cdef inline int rtp_header_len(const uint8_t *p, int n) noexcept nogil:
+    """Bytes of fixed header, CSRCs and extension block, or -1 when they do
+    not fit in ``n`` (the checks of libsrtp's srtp_validate_rtp_header).
+    Header only: nothing of an encrypted payload is read (rtp_parse looks at
+    the padding count in the last byte)."""
+    cdef int off
+    if n < 12:
+        return -1
+    off = 12 + 4 * (p[0] & 0x0F)
+    if p[0] & 0x10:
+        if off + 4 > n:
+            return -1
+        off += 4 + 4 * <int>rd16(p + off + 2)
+    return off if off <= n else -1
+
+
 cdef struct ExtIter:
     int pos                 # next byte to read
     int end                 # end of the extension elements

@@ -9,10 +9,12 @@ What each check pins down:
   leaves the buffer untouched;
 - SRTP: our key derivation + IV + AAD produce libsrtp's bytes exactly
   (pylibsrtp through SrtpContext), with CSRCs, header extensions and ROC > 0;
-- the router: a stream across a sequence-number wrap, reordered packets and
-  NACKs from before and after the wrap decrypt with an independent receiver
-  (pylibsrtp) whichever path seals them (ours or libsrtp), and new keys
-  restart the index like a new libsrtp context.
+- the router, on both settings (ours, libsrtp) with the same expectations:
+  a stream across a sequence-number wrap, reordered packets and NACKs from
+  before and after the wrap decrypt with an independent receiver
+  (pylibsrtp); new keys restart the indexes like new libsrtp contexts; the
+  index estimate at libsrtp's edges; inbound replays, old and forged
+  packets; more SSRCs than our per-session stream table holds.
 
 GCM spec: McGrew & Viega, "The Galois/Counter Mode of Operation", test cases
 2-4 (also NIST SP 800-38D's examples). RFC 7714 section 16.1.1.
@@ -231,10 +233,11 @@ async def test_wrap_reorder_and_nack_across_the_wrap(gcm_plane: MediaPlane) -> N
 
 
 async def test_inbound_replay_window_and_tampering(gcm_plane: MediaPlane) -> None:
-    """Inbound packets stay with libsrtp whichever path seals the copies; what
-    each bad one gets: a replay or a packet behind the 128-packet window ->
-    drop_replay, a changed byte -> drop_srtp_auth; reordered packets inside
-    the window are forwarded, and our seal guard lets them through."""
+    """What each bad inbound packet gets is the same whether our GCM or
+    libsrtp opens it: a replay or a packet behind the 128-packet window ->
+    drop_replay, a changed byte -> drop_srtp_auth (and the genuine packet
+    still passes after it); reordered packets inside the window are
+    forwarded, and the seal guard lets them through."""
     plane = gcm_plane
     pub, sub = SrtpPeer(plane), SrtpPeer(plane)
     tid = plane.publish(pub.sid, kind=KIND_VIDEO, clock_rate=90000, ssrc=61)
@@ -286,3 +289,50 @@ async def test_index_estimate_matches_libsrtp_at_the_edges(gcm_plane: MediaPlane
     for p in raw:
         plain = sub.rx.unprotect(p)
         assert plain[12:16] == _seq(p).to_bytes(4, "big")
+
+
+async def test_more_inbound_streams_than_our_table_holds(gcm_plane: MediaPlane) -> None:
+    """A session's first 16 SSRCs are opened by our GCM, later ones by
+    libsrtp; each SSRC stays with one of them, so every stream keeps one
+    replay window: all packets are forwarded once and every replay dropped."""
+    plane = gcm_plane
+    pub, sub = SrtpPeer(plane), SrtpPeer(plane)
+    ssrcs = [9000 + i for i in range(20)]
+    for i, ssrc in enumerate(ssrcs):
+        plane.subscribe(plane.publish(pub.sid, kind=KIND_VIDEO, clock_rate=90000, ssrc=ssrc), sub.sid, 90000 + i)
+    wire = []
+    for seq in range(3):
+        for ssrc in ssrcs:
+            wire.append(pub.tx.protect(build_rtp(ssrc=ssrc, seq=seq, ts=seq, pt=96, payload=b"p" * 20)))
+    for d in wire:
+        pub.send_raw(d)
+    await settle()
+    for d in wire[::3]:
+        pub.send_raw(d)
+    await settle()
+    got = sub.recv_raw()
+    assert sorted((struct.unpack_from("!I", p, 8)[0], _seq(p)) for p in got) == sorted(
+        (90000 + i, seq) for seq in range(3) for i in range(20))
+    for p in got:
+        sub.rx.unprotect(p)
+    assert plane.session_stats(pub.sid)["drop_replay"] == len(wire[::3])
+
+
+async def test_new_publisher_keys_start_its_streams_afresh(gcm_plane: MediaPlane) -> None:
+    plane = gcm_plane
+    pub, sub = SrtpPeer(plane), SrtpPeer(plane)
+    plane.subscribe(plane.publish(pub.sid, kind=KIND_VIDEO, clock_rate=90000, ssrc=71), sub.sid, 7171)
+    for seq in range(40000, 40010):
+        pub.send_rtp(ssrc=71, seq=seq, ts=seq, pt=96, payload=b"a" * 20)
+    await settle()
+    new_tx = os.urandom(28)
+    plane.set_session_keys(pub.sid, "AEAD_AES_128_GCM", pub.rx_key, new_tx)
+    fresh = pylibsrtp.Session(pylibsrtp.Policy(
+        key=new_tx, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND, srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM))
+    for seq in (5, 6, 7):   # far "behind" the old stream: a new context starts at ROC 0 here
+        pub.send_raw(fresh.protect(build_rtp(ssrc=71, seq=seq, ts=seq, pt=96, payload=b"b" * 20)))
+    await settle()
+    got = sub.recv_raw()
+    assert [_seq(p) for p in got] == [*range(40000, 40010), 5, 6, 7]
+    assert [sub.rx.unprotect(p)[12:13] for p in got] == [b"a"] * 10 + [b"b"] * 3
+    assert plane.session_stats(pub.sid)["drop_srtp_auth"] == 0
