@@ -697,6 +697,22 @@ class DtlsEndpoint:
             self._state = DtlsState.DTLS_CLOSED
         self._retransmit_at = None
 
+    def release(self) -> None:
+        """Stop for good and drop OpenSSL's verify callback, which pyOpenSSL keeps in a
+        reference cycle (helper -> cffi callback -> wrapper -> helper): without this, each
+        ended endpoint waits for a full garbage collection to be freed. Idempotent; the
+        endpoint accepts nothing afterwards."""
+        if self._state not in (DtlsState.DTLS_FAILED, DtlsState.DTLS_CLOSED):
+            self._state = DtlsState.DTLS_CLOSED
+        self._retransmit_at = None
+        helper = getattr(self._ssl, "_verify_helper", None)
+        try:
+            self._ssl.set_verify(SSL.VERIFY_NONE)  # OpenSSL forgets the callback pointer
+        except (SSL.Error, TypeError, ValueError):  # pragma: no cover - defensive
+            return
+        if helper is not None and hasattr(helper, "callback"):
+            helper.callback = None  # now unregistered: break the cycle
+
     # -- internals -----------------------------------------------------------------------
 
     def _guarded(self, now: float, step: Callable[[], None]) -> None:

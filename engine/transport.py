@@ -62,6 +62,25 @@ class TransportListener(Protocol):
     def transport_closed(self, transport: WebRtcTransport, reason: str) -> None: ...
 
 
+class _ClosedListener:
+    """Listens to a closed transport (which says nothing more): holds no session."""
+
+    def transport_connected(self, transport: WebRtcTransport) -> None:
+        pass
+
+    def transport_channel_open(self, transport: WebRtcTransport, channel: DataChannel) -> None:
+        pass
+
+    def transport_message(self, transport: WebRtcTransport, channel: DataChannel, data: bytes | str) -> None:
+        pass
+
+    def transport_closed(self, transport: WebRtcTransport, reason: str) -> None:
+        pass
+
+
+_CLOSED_LISTENER = _ClosedListener()
+
+
 class WebRtcTransport:
     """See the module docstring. Created by `TransportServer.create_transport`."""
 
@@ -325,3 +344,18 @@ class WebRtcTransport:
             for cb in self._on_close:
                 cb(self)
             self.server.forget(self)
+            self._release()
+
+    def _release(self) -> None:
+        """Break the reference cycles a closed transport is part of (its listener, which
+        holds it; its ICE session, which tags it; close callbacks; OpenSSL's verify callback),
+        so reference counting frees the session's state at once. Otherwise every ended
+        session would wait, as cyclic garbage, for a full collection: with many sessions
+        those stall the loop for tens of ms, and are made rare (see `tune_gc` in
+        signaling/service.py)."""
+        self.listener = _CLOSED_LISTENER
+        self._on_close.clear()
+        if self.ice.tag is self:
+            self.ice.tag = None
+        if self.dtls is not None:
+            self.dtls.release()

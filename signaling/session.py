@@ -645,10 +645,15 @@ class RtcSession:
         self.closed = True
         self.close_reason = reason
         self._signaling_timer.cancel()
+        # Cancel, then forget: a cancelled task keeps its CancelledError, whose traceback holds
+        # the task's frame and so this session; holding the task here too would make the
+        # session cyclic garbage (freed only by a full collection, see service.tune_gc).
         if self._negotiator is not None and not self._negotiator.done():
             self._negotiator.cancel()
+        self._negotiator = None
         if self._answer_waiter is not None and not self._answer_waiter.done():
             self._answer_waiter.cancel()
+        self._answer_waiter = None
         if self.call.screen_session is self:
             self.call.screen_session = None
         for key in list(self.published):
