@@ -86,6 +86,7 @@ _OTHER_RTCD_ENV = frozenset({"RTCD_RTC_DTLS_INSECURE_SKIP_HELLOVERIFY"})
 _PORT_MIN, _PORT_MAX = 80, 49151  # rtcd's range for ice_port_* and ice_host_port_override
 _NACK_MIN, _NACK_MAX = 32, 8192
 _SOCKET_BUFFER_MIN, _SOCKET_BUFFER_MAX = 64 << 10, 512 << 20
+_COALESCE_MAX_US = 5000  # MediaConfig.coalesce_us's range
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
@@ -333,6 +334,15 @@ class SwitchboardConfig:
     caps it at net.core.rmem_max/wmem_max, which the Calls docs raise to 16 MiB."""
     enable_ice_tcp: bool = field(default=True, metadata=_md("enable_ice_tcp", "EnableICETCP"))
     """Offer passive ICE-TCP candidates on ``rtc.ice_port_tcp`` (rtcd always does)."""
+    coalesce_us: int = field(default=0, metadata=_md("coalesce_us", "CoalesceUs"))
+    """Receive coalescing (interrupt moderation) of the media sockets, in microseconds
+    (0-5000): when a read finds only a few packets, wait this long once for more, so fewer
+    wake-ups and bigger send batches cost less CPU, at up to this much added delay. 0 = off."""
+    gc_tuning: bool = field(default=True, metadata=_md("gc_tuning", "GCTuning"))
+    """After startup, move everything allocated so far out of the garbage collector's reach
+    (``gc.freeze``) and collect less often (thresholds `GC_THRESHOLDS`), so collections do not
+    stall media forwarding for tens of milliseconds with many sessions. Costs a few MB more
+    memory between collections; false keeps Python's defaults."""
 
 
 @dataclass(frozen=True)
@@ -952,6 +962,9 @@ def validate(config: Config) -> None:
         bad("switchboard.socket_buffer_size",
             f"{sb.socket_buffer_size} is not in allowed range "
             f"[{_SOCKET_BUFFER_MIN}, {_SOCKET_BUFFER_MAX}] (bytes)")
+    if not 0 <= sb.coalesce_us <= _COALESCE_MAX_US:
+        bad("switchboard.coalesce_us",
+            f"{sb.coalesce_us} is not in allowed range [0, {_COALESCE_MAX_US}] (microseconds)")
 
     _raise_all(problems)
 

@@ -54,6 +54,7 @@ def test_serve_starts_answers_and_drains_on_sigterm(tmp_path: Path) -> None:
     out = proc.stdout.read() if proc.stdout else ""
     assert f"serving the rtcd API on 127.0.0.1:{api}" in out
     assert "draining" in out
+    assert "garbage collector tuned" in out  # switchboard.gc_tuning defaults to on
 
 
 def test_serve_rejects_a_bad_config_naming_the_key(tmp_path: Path) -> None:

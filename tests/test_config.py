@@ -68,6 +68,8 @@ OUR_ENV = {
     "switchboard.max_call_participants": "RTCD_SWITCHBOARD_MAXCALLPARTICIPANTS",
     "switchboard.socket_buffer_size": "RTCD_SWITCHBOARD_SOCKETBUFFERSIZE",
     "switchboard.enable_ice_tcp": "RTCD_SWITCHBOARD_ENABLEICETCP",
+    "switchboard.coalesce_us": "RTCD_SWITCHBOARD_COALESCEUS",
+    "switchboard.gc_tuning": "RTCD_SWITCHBOARD_GCTUNING",
 }
 
 
@@ -111,6 +113,8 @@ RTCD_DEFAULTS: dict[str, Any] = {
     "switchboard.max_call_participants": 0,
     "switchboard.socket_buffer_size": 16 * 1024 * 1024,
     "switchboard.enable_ice_tcp": True,
+    "switchboard.coalesce_us": 0,
+    "switchboard.gc_tuning": True,
 }
 
 
@@ -244,6 +248,8 @@ ENV_CASES: dict[str, tuple[str, Any, dict[str, str]]] = {
     "switchboard.max_call_participants": ("200", 200, {}),
     "switchboard.socket_buffer_size": ("1048576", 1048576, {}),
     "switchboard.enable_ice_tcp": ("0", False, {}),
+    "switchboard.coalesce_us": ("200", 200, {}),
+    "switchboard.gc_tuning": ("false", False, {}),
 }
 
 
@@ -626,6 +632,12 @@ VALIDATION_CASES = [
     ("[switchboard]\nsocket_buffer_size = 1000",
      ("invalid switchboard.socket_buffer_size (RTCD_SWITCHBOARD_SOCKETBUFFERSIZE): 1000 is not in "
      "allowed range [65536, 536870912] (bytes)")),
+    ("[switchboard]\ncoalesce_us = 5001",
+     ("invalid switchboard.coalesce_us (RTCD_SWITCHBOARD_COALESCEUS): 5001 is not in allowed "
+     "range [0, 5000] (microseconds)")),
+    ("[switchboard]\ncoalesce_us = -1",
+     ("invalid switchboard.coalesce_us (RTCD_SWITCHBOARD_COALESCEUS): -1 is not in allowed "
+     "range [0, 5000] (microseconds)")),
 ]
 
 
@@ -654,6 +666,7 @@ def test_validation_messages(toml: str, expected: str) -> None:
     '[logger]\nenable_console = false\nconsole_level = "nonsense"',
     '[logger]\nconsole_level = "Debug"\nfile_level = "TRACE"',
     "[switchboard]\ndrain_grace_period = 0\nmax_call_participants = 200",
+    "[switchboard]\ncoalesce_us = 5000\ngc_tuning = false",
 ])
 def test_valid_edge_values(toml: str) -> None:
     parse_config(tomllib.loads(toml))
