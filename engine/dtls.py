@@ -391,18 +391,19 @@ def _describe(exc: SSL.Error) -> str:
     return str(exc) or type(exc).__name__
 
 
-_FRAMING_BAD = 0
-_FRAMING_OK = 1
-_FRAMING_APPLICATION_DATA = 2  # well framed, and every record is application data (type 23)
+_FRAMING_BAD = -1
+_FRAMING_OK = 0  # well framed, not only application data; > 0: that many application data records
 
 
 def _framing(datagram: bytes) -> int:
-    """Whether ``datagram`` is a sequence of complete DTLS records (RFC 6347 4.1), and whether
-    they are all application data (the connected fast path)."""
+    """Whether ``datagram`` is a sequence of complete DTLS records (RFC 6347 4.1): `_FRAMING_BAD`
+    if not, else the number of records if they are all application data (type 23; the
+    connected fast path), else `_FRAMING_OK`."""
     n = len(datagram)
     if n == 0:
         return _FRAMING_BAD
     offset = 0
+    records = 0
     only_data = True
     while offset < n:
         if n - offset < _RECORD_HEADER:
@@ -417,10 +418,11 @@ def _framing(datagram: bytes) -> int:
             return _FRAMING_BAD
         if content_type != 23:
             only_data = False
+        records += 1
         offset += _RECORD_HEADER + length
     if offset != n:
         return _FRAMING_BAD
-    return _FRAMING_APPLICATION_DATA if only_data else _FRAMING_OK
+    return records if only_data else _FRAMING_OK
 
 
 def _pack_records(data: bytes, mtu: int) -> list[bytes]:
@@ -587,18 +589,14 @@ class DtlsEndpoint:
             counters.late_dropped += 1
             return
         framing = _framing(datagram)
-        if framing == _FRAMING_BAD:
+        if framing < 0:
             counters.malformed_dropped += 1
             return
-        if (
-            framing == _FRAMING_APPLICATION_DATA
-            and state is DtlsState.DTLS_CONNECTED
-            and self._raw is not None
-        ):
+        if framing > 0 and state is DtlsState.DTLS_CONNECTED and self._raw is not None:
             # Records of an established connection only: decrypt them without the handshake
             # machinery. A running retransmission timer may stop on them, so then look again.
             try:
-                self._receive_raw(datagram)
+                self._receive_raw(datagram, framing)
             except Exception as exc:  # same contract as _guarded
                 logger.exception("DTLS(%s) unexpected error", self._role_name)
                 self._fail(DtlsProtocolError(f"DTLS internal error: {exc!r}"))
@@ -781,13 +779,15 @@ class DtlsEndpoint:
         local, remote = (server, client) if self._is_server else (client, server)
         return SrtpKeys(profile_name=profile, local_key_salt=local, remote_key_salt=remote)
 
-    def _receive_raw(self, datagram: bytes) -> None:
-        """`receive` for a connected endpoint: the datagram straight into the read BIO."""
+    def _receive_raw(self, datagram: bytes, records: int) -> None:
+        """`receive` for a connected endpoint: the datagram straight into the read BIO, then
+        at most ``records`` reads (a record that does not authenticate is skipped by OpenSSL,
+        and the read after the last one would only say "want read")."""
         raw = self._raw
         assert raw is not None
         if _lib.BIO_write(raw[1], datagram, len(datagram)) != len(datagram):
             self._ssl.bio_write(datagram)  # never seen with a memory BIO; let pyOpenSSL say why
-        self._read_application_data()
+        self._read_application_data(records)
 
     def _recv_record(self) -> bytes | None:
         """One decrypted record, or None when OpenSSL has no more; raises pyOpenSSL's errors
@@ -811,9 +811,11 @@ class DtlsEndpoint:
             pass
         return None  # no error OpenSSL would name (pyOpenSSL raises for every real one)
 
-    def _read_application_data(self) -> None:
+    def _read_application_data(self, limit: int = -1) -> None:
+        """Decrypt records until OpenSSL has none left, or ``limit`` records were returned."""
         events = self._events
-        while self._state is DtlsState.DTLS_CONNECTED:
+        while limit and self._state is DtlsState.DTLS_CONNECTED:
+            limit -= 1
             try:
                 data = self._recv_record()
             except SSL.WantReadError:  # pragma: no cover - _recv_record returns None instead

@@ -1189,6 +1189,15 @@ _DATA_STATES = frozenset(
     }
 )
 
+# States in which new (not yet sent) DATA may go out.
+_NEW_DATA_STATES = frozenset(
+    {
+        AssociationState.ESTABLISHED,
+        AssociationState.SHUTDOWN_PENDING,
+        AssociationState.SHUTDOWN_RECEIVED,
+    }
+)
+
 # ---------------------------------------------------------------------------------------------
 # Association internals
 # ---------------------------------------------------------------------------------------------
@@ -1205,6 +1214,8 @@ _PEER_ZERO_CHECKSUM = 0x04
 
 _HEARTBEAT_INFO = struct.Struct("!8sd")
 _COMMON_HEADER = struct.Struct("!HHI")
+_PACKET_HEADER = struct.Struct("!HHII")  # ports, verification tag, checksum (filled in later)
+_SACK_NO_GAPS = struct.Struct("!BBHIIHH")  # chunk header, cum TSN ack, a_rwnd, 0 gaps, 0 dups
 _DATA_FIELDS = struct.Struct("!IHHI")
 _SACK_FIELDS = struct.Struct("!II")
 _MAX_GAP_BLOCKS = 128
@@ -1801,20 +1812,17 @@ class SctpAssociation:
             self._controls.clear()
             self.stats.packets_sent += 1
             return [packet]
-        builder = _PacketBuilder(self)
-        tag = self._peer_tag
-        for control in self._controls:
-            builder.add(control.data, control.tag, alone=control.alone)
-        sent_controls = bool(self._controls)
-        self._controls.clear()
-
+        controls = self._controls
+        sent_controls = bool(controls)
         data_states = self._state in _DATA_STATES and not self._terminated
         if data_states:
             data_chunks = self._collect_data(now)
         else:
             data_chunks = []
+        # Chunks after the controls, in this order, all with the peer's tag.
+        chunks: list[bytes] = []
         if self._sack_due and data_states and (self._sack_now or data_chunks or sent_controls):
-            builder.add(encode_chunk(self._build_sack()), tag)
+            chunks.append(self._encoded_sack())
             self._sack_due = False
             self._sack_now = False
             self._sack_deadline = None
@@ -1822,11 +1830,22 @@ class SctpAssociation:
             self._duplicates.clear()
             self.stats.sacks_sent += 1
         if self._forward_tsn is not None and data_states:
-            builder.add(encode_chunk(self._forward_tsn), tag)
+            chunks.append(encode_chunk(self._forward_tsn))
             self._forward_tsn = None
             if self._t3_deadline is None:
                 self._t3_deadline = now + self._rto
-        for encoded in data_chunks:
+        chunks += data_chunks
+        tag = self._peer_tag
+        if not sent_controls and chunks:
+            packet = self._one_packet(chunks, tag)
+            if packet is not None:
+                self.stats.packets_sent += 1
+                return [packet]
+        builder = _PacketBuilder(self)
+        for control in controls:
+            builder.add(control.data, control.tag, alone=control.alone)
+        controls.clear()
+        for encoded in chunks:
             builder.add(encoded, tag)
         builder.flush()
         self.stats.packets_sent += len(builder.packets)
@@ -2490,6 +2509,26 @@ class SctpAssociation:
         if self._sack_due and not self._sack_now and self._sack_deadline is None:
             self._sack_deadline = now + self.config.delayed_sack_timeout
 
+    def _one_packet(self, chunks: list[bytes], tag: int) -> bytes | None:
+        """The packet `_PacketBuilder` would make of ``chunks`` if they fit in one (a Pong and
+        its SACK), built without it; None if they do not fit."""
+        size = COMMON_HEADER_LENGTH
+        for c in chunks:
+            size += len(c)
+        if size > self.config.max_packet_size:
+            return None
+        packet = bytearray(_PACKET_HEADER.pack(self.local_port, self.remote_port, tag, 0))
+        packet += b"".join(chunks)
+        return _finish_packet(packet)
+
+    def _encoded_sack(self) -> bytes:
+        """`_build_sack`, encoded; packed directly in the usual case (no gaps, no duplicates)."""
+        if not self._received_above and not self._duplicates:
+            return _SACK_NO_GAPS.pack(
+                CHUNK_SACK, 0, 16, self._peer_cum_tsn, self._free_window(), 0, 0
+            )
+        return encode_chunk(self._build_sack())
+
     def _build_sack(self) -> SackChunk:
         cum = self._peer_cum_tsn
         gaps: list[tuple[int, int]] = []
@@ -2576,11 +2615,7 @@ class SctpAssociation:
             first_outstanding = False
         self._rtx_pending = blocked
         self._fast_rtx_budget = 0
-        if self._state in (
-            AssociationState.ESTABLISHED,
-            AssociationState.SHUTDOWN_PENDING,
-            AssociationState.SHUTDOWN_RECEIVED,
-        ):
+        if self._state in _NEW_DATA_STATES:
             queue = self._out_queue
             while queue:
                 c = queue[0]

@@ -120,3 +120,30 @@ class _ErrorLib:
 
     def SSL_get_error(self, ssl: object, n: int) -> int:  # noqa: N802
         return 1  # SSL_ERROR_SSL
+
+
+@pytest.mark.parametrize("order", ["forged first", "forged last", "forged between"])
+def test_records_that_do_not_authenticate_are_skipped_not_counted(
+    path: str, server_cert: LocalCertificate, client_cert: LocalCertificate, order: str  # noqa: F811
+) -> None:
+    """The direct path reads at most as many records as the datagram holds; a forged one
+    (OpenSSL drops it silently) must not make it miss a real one after it."""
+    c, s = handshake(
+        endpoint(client_cert, server_cert, is_server=False),
+        endpoint(server_cert, client_cert, is_server=True),
+    )
+    s.ep.events()
+    c.ep.send_application_data(b"real one")
+    c.ep.send_application_data(b"real two")
+    one, two = c.ep.datagrams_to_send()
+    forged = bytearray(one)
+    forged[-1] ^= 0x55  # the AEAD tag no longer matches
+    forged[10] ^= 0x40  # and a sequence number not seen yet
+    parts = {
+        "forged first": [bytes(forged), one, two],
+        "forged last": [one, two, bytes(forged)],
+        "forged between": [one, bytes(forged), two],
+    }[order]
+    s.ep.receive(b"".join(parts), 300.0)
+    assert s.ep.events() == [ApplicationData(b"real one"), ApplicationData(b"real two")]
+    assert s.ep.state is DtlsState.DTLS_CONNECTED

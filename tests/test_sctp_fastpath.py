@@ -1,8 +1,9 @@
 """The SCTP association's fast paths against its general path (engine/sctp.py).
 
 ``SctpAssociation._receive_single`` handles an established association's lone DATA or SACK
-chunk without building packet objects, and ``datagrams_to_send`` returns early when nothing
-can be sent. Both must be invisible: here every input goes to two identical associations,
+chunk without building packet objects; ``datagrams_to_send`` returns early when nothing can
+be sent, packs a gap-free SACK directly and builds a packet that needs no splitting without
+the packet builder. All must be invisible: here every input goes to two identical associations,
 one with the fast paths and one without, and everything observable must agree (events,
 counters, packets sent, timers, acknowledgement state). ``os.urandom`` is made deterministic
 so that twins and the two runs of a simulated link draw the same tags, TSNs and nonces.
@@ -32,8 +33,11 @@ def deterministic_urandom(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def general_only(assoc: SctpAssociation) -> SctpAssociation:
-    """The same association with the single-chunk receive path switched off."""
+    """The same association with the shortcuts switched off: the single-chunk receive path,
+    the one-packet send path and the directly packed SACK."""
     assoc._receive_single = lambda data, now: False  # type: ignore[method-assign]
+    assoc._one_packet = lambda chunks, tag: None  # type: ignore[method-assign]
+    assoc._encoded_sack = lambda: sctp_mod.encode_chunk(assoc._build_sack())  # type: ignore[method-assign]
     return assoc
 
 
@@ -208,3 +212,19 @@ def test_lossy_link_is_byte_identical_with_and_without_fast_paths(
     assert events_fast == events_slow
     assert sent_fast == sent_slow
     assert sum(isinstance(e, StreamData) for side in events_fast for e in side) == 40
+
+
+@pytest.mark.parametrize("sizes", [[1, 2, 3, 4], [1144], [1145], [1160], [1000, 100, 40], [500, 600], [300] * 6])
+def test_queued_messages_are_packed_the_same(sizes: list[int]) -> None:
+    """Several queued messages, with a SACK due, in one call: the one-packet shortcut must
+    give what the builder gives, up to and across the packet size limit (1188 bytes: a
+    12-byte header, a 16-byte SACK, then DATA chunks of 16 + payload, padded)."""
+    fast, slow = twins()
+    for a in (fast, slow):
+        a.receive(raw_data(a, 1000, b"x"), 0.1)  # a SACK becomes due
+        for i, size in enumerate(sizes):
+            a.send(i % 3, 53, bytes([i]) * size, now=0.1)
+    out = fast.datagrams_to_send(0.1)
+    assert out == slow.datagrams_to_send(0.1)
+    assert all(len(p) <= 1188 for p in out)
+    assert observable(fast) == observable(slow)
