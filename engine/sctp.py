@@ -1837,10 +1837,10 @@ class SctpAssociation:
         chunks += data_chunks
         tag = self._peer_tag
         if not sent_controls and chunks:
-            packet = self._one_packet(chunks, tag)
-            if packet is not None:
+            single = self._one_packet(chunks, tag)
+            if single is not None:
                 self.stats.packets_sent += 1
-                return [packet]
+                return [single]
         builder = _PacketBuilder(self)
         for control in controls:
             builder.add(control.data, control.tag, alone=control.alone)
