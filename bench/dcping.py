@@ -204,7 +204,7 @@ def replay(args: argparse.Namespace, server: RtcServer, client: SimClient, fds: 
     answers it, the client takes the Pong, sends its delayed SACK at once, and the server
     reads that too. Hot caches, thread CPU time (other processes on the core do not count):
     the cleanest per-ping figure."""
-    loop = asyncio.get_event_loop()
+    loop = asyncio.get_running_loop()
     for fd in fds:
         loop.remove_reader(fd)
     loop.remove_reader(server.plane.sockets[0].fileno())
@@ -305,12 +305,18 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--interval", type=float, default=1.0, help="ping period per client (s)")
     ap.add_argument("--profile", help="write a cProfile of the window to this file")
+    ap.add_argument("--uvloop", action="store_true", help="run on uvloop, as switchboard serve does")
     ap.add_argument("--loop", type=int, default=0,
                     help="instead of the timed window: N synchronous round trips on one pair (see replay)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    print(json.dumps(asyncio.run(run(args))))
+    if args.uvloop:
+        import uvloop
+
+        print(json.dumps(uvloop.run(run(args))))
+    else:
+        print(json.dumps(asyncio.run(run(args))))
 
 
 if __name__ == "__main__":

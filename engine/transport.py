@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sfu.transport")
 
+#: Seconds: deadlines further out get their loop timer from the server's sweep (see
+#: `WebRtcTransport._schedule`); must exceed that sweep's 1 s period.
+FAR_TIMER = 5.0
+
 
 class TransportState(enum.Enum):
     NEW = "new"                  #: waiting for ICE
@@ -103,6 +107,8 @@ class WebRtcTransport:
         self.close_reason: str | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self.far_deadline: float | None = None
+        """A deadline too far out for a loop timer yet (see `_schedule`)."""
         self._on_close: list[Callable[[WebRtcTransport], None]] = []
         self._pumping = False      # inside _pump: sends are queued, the running pass flushes them
         self._pump_again = False   # something was queued while pumping
@@ -266,6 +272,11 @@ class WebRtcTransport:
         self.listener.transport_connected(self)
 
     def _schedule(self) -> None:
+        """Arm the loop timer for the earliest DTLS/SCTP deadline. One further out than
+        `FAR_TIMER` (the SCTP heartbeat, 30 s, which moves on every message sent) gets no
+        timer: `TransportServer`'s once-a-second sweep arms it when it comes near. So a ping
+        round trip costs one timer (T3 armed with the Pong, dropped by the SACK), not two
+        re-arms of the heartbeat as well."""
         if self.state is TransportState.CLOSED:
             return
         at = self.dtls.next_timer() if self.dtls is not None else None
@@ -273,6 +284,11 @@ class WebRtcTransport:
             t = self.sctp.next_timer()
             if t is not None and (at is None or t < at):
                 at = t
+        if at is not None and at - time.monotonic() > FAR_TIMER:
+            self.far_deadline = at
+            at = None
+        else:
+            self.far_deadline = None
         if at == self._timer_at:
             return
         if self._timer is not None:

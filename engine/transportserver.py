@@ -44,7 +44,7 @@ from .mediaplane import (
     MediaEvent,
     MediaPlane,
 )
-from .transport import TransportListener, TransportState, WebRtcTransport
+from .transport import FAR_TIMER, TransportListener, TransportState, WebRtcTransport
 
 log = logging.getLogger("sfu.transport")
 
@@ -201,13 +201,20 @@ class TransportServer:
 
     def _sweep(self) -> None:
         """Once a second: close sessions whose ICE consent expired (RFC 7675) or
-        that never connected."""
+        that never connected, and arm the timers of transports whose far deadline
+        (a heartbeat) came near (see `WebRtcTransport._schedule`)."""
         try:
-            for session in self.ice.expired(time.monotonic()):
+            now = time.monotonic()
+            for session in self.ice.expired(now):
                 transport = session.tag
                 if isinstance(transport, WebRtcTransport):
                     reason = "ICE consent lost" if session.selected is not None else "ICE connect timeout"
                     transport.close(reason, notify_peer=False)
+            near = now + FAR_TIMER
+            for transport in self.transports.values():
+                far = transport.far_deadline
+                if far is not None and far <= near:
+                    transport._schedule()
         finally:
             self._sweeper = self.loop.call_later(1.0, self._sweep)
 
