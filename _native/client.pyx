@@ -11,7 +11,15 @@
 # keeps the control plane (ICE, DTLS, SCTP, SDP: bench/simclient.py); this
 # thread does what a browser does per packet and per RTCP interval:
 #
-# - one UDP socket per simulated user (the SFU keys sessions by 5-tuple),
+# - shared sockets (the default of bench/calls.py): every user has its own
+#   source address 127.2.x.y (the SFU keys sessions by 5-tuple) on one of a
+#   few wildcard-bound sockets, chosen per datagram with IP_PKTINFO, and
+#   those sockets are polled without epoll. A socket per user registered
+#   with epoll makes every datagram the SFU sends run the epoll wake-up
+#   callback inside the SFU's own sendmmsg (loopback delivers in the
+#   sender's context), which charged the SFU ~0.3-0.6 us per packet that a
+#   NIC would not; bench/forwarding.py's load generator avoids it the same
+#   way. The older mode, one socket per user,
 #   connected to the SFU once ICE picked the pair;
 # - paced senders: Opus-sized packets every 20 ms per unmuted user, or
 #   VP8-like frames (bursts of ~1200-byte packets, marker on the last), each
@@ -92,8 +100,20 @@ cdef extern from "<sys/socket.h>" nogil:
     cmsghdr *CMSG_NXTHDR(msghdr *m, cmsghdr *c)
     unsigned char *CMSG_DATA(cmsghdr *c)
     ssize_t lp_send "send"(int fd, const void *buf, size_t n, int flags)
+    ssize_t lp_sendmsg "sendmsg"(int fd, const msghdr *m, int flags)
+    size_t CMSG_SPACE(size_t n)
+    size_t CMSG_LEN(size_t n)
     int SOL_SOCKET
     int SCM_TIMESTAMPNS
+
+
+cdef extern from "<netinet/in.h>" nogil:
+    struct in_pktinfo:
+        int ipi_ifindex
+        in_addr ipi_spec_dst
+        in_addr ipi_addr
+    int IPPROTO_IP
+    int IP_PKTINFO
 
 
 cdef extern from "<time.h>" nogil:
@@ -132,7 +152,8 @@ cdef enum:
     LP_BATCH = 16                # recvmmsg batch per ready socket
     LP_MAX_ROUNDS = 8            # recvmmsg calls per ready socket per poll
     LP_EPOLL_EVENTS = 512
-    LP_CMSG = 64                 # control buffer per datagram (one timespec)
+    LP_CMSG = 128                # control buffer per datagram (a timespec, an in_pktinfo)
+    LP_MAX_SHARED = 64           # shared sockets
     LP_EV_DATA = 1600            # largest STUN/DTLS datagram handed to Python
     LP_HIST = 100000             # delay histogram: 1 us buckets up to 100 ms, then one overflow
     LP_RING = 512                # NACK ring per video sender (power of two)
@@ -251,6 +272,10 @@ cdef struct LpStream:
 cdef struct LpUser:
     int fd
     uint8_t keyed
+    uint8_t shared              # fd is a shared wildcard socket: send from src_ip to peer
+    uint8_t has_peer
+    uint32_t src_ip             # network order
+    sockaddr_in peer
     void *srtp_in
     void *srtp_out
     uint32_t rtcp_ssrc
@@ -294,6 +319,11 @@ cdef struct LpState:
     int32_t uheap_n
     int epfd
     int evfd
+    int shared_fds[LP_MAX_SHARED]
+    int n_shared
+    int n_epoll                 # users with their own socket (registered with epoll)
+    IdMap shared_map            # (shared socket index, destination IP) -> user
+    uint64_t rx_unknown         # datagrams on a shared socket for no user
     pthread_mutex_t mu
     pthread_t thread
     int started
@@ -446,6 +476,37 @@ cdef inline void lp_count_send(LpState *st, int32_t uid, ssize_t r, int ln, int 
         c[LU_TX_ERRORS] += 1
 
 
+cdef ssize_t lp_user_send(LpUser *u, const uint8_t *p, int n) noexcept nogil:
+    """One datagram from the user to the SFU: send() on its own connected
+    socket, or sendmsg() from its address (IP_PKTINFO) on a shared one."""
+    cdef msghdr m
+    cdef iovec io
+    cdef uint64_t ctl[8]
+    cdef cmsghdr *c
+    cdef in_pktinfo *pi
+    if not u.shared:
+        return lp_send(u.fd, p, n, MSG_DONTWAIT)
+    if not u.has_peer:
+        return -1
+    io.iov_base = <void *>p
+    io.iov_len = n
+    memset(&m, 0, sizeof(msghdr))
+    memset(ctl, 0, sizeof(ctl))
+    m.msg_name = &u.peer
+    m.msg_namelen = sizeof(sockaddr_in)
+    m.msg_iov = &io
+    m.msg_iovlen = 1
+    m.msg_control = ctl
+    m.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo))
+    c = CMSG_FIRSTHDR(&m)
+    c.cmsg_level = IPPROTO_IP
+    c.cmsg_type = IP_PKTINFO
+    c.cmsg_len = CMSG_LEN(sizeof(in_pktinfo))
+    pi = <in_pktinfo *>CMSG_DATA(c)
+    pi.ipi_spec_dst.s_addr = u.src_ip
+    return lp_sendmsg(u.fd, &m, MSG_DONTWAIT)
+
+
 cdef int lp_build_rtp(LpState *st, LpSender *s, LpUser *u, uint32_t sender_idx, bint marker,
                       uint8_t *p) noexcept nogil:
     """Write one plaintext RTP packet of sender ``s`` into ``p``; returns its length."""
@@ -505,7 +566,7 @@ cdef void lp_send_burst(LpState *st, int32_t sidx, int64_t now) noexcept nogil:
         if srtp_protect_fn(u.srtp_out, p, &ln) != SRTP_OK:
             st.ucnt[<size_t>s.user * LU_COUNT + LU_SRTP_FAIL] += 1
         else:
-            r = lp_send(u.fd, p, ln, MSG_DONTWAIT)
+            r = lp_user_send(u, p, ln)
             lp_count_send(st, s.user, r, ln, LU_TX_RTP)
         s.seq += 1
         s.k += 1
@@ -555,7 +616,7 @@ cdef void lp_retransmit(LpState *st, LpSender *s, int32_t uid, uint16_t seq) noe
     if srtp_protect_fn(u.srtp_out, st.tbuf, &ln) != SRTP_OK:
         st.ucnt[<size_t>uid * LU_COUNT + LU_SRTP_FAIL] += 1
         return
-    r = lp_send(u.fd, st.tbuf, ln, MSG_DONTWAIT)
+    r = lp_user_send(u, st.tbuf, ln)
     lp_count_send(st, uid, r, ln, LU_RTX_TX)
     s.rtx += 1
 
@@ -569,7 +630,7 @@ cdef inline void lp_send_rtcp(LpState *st, int32_t uid, uint8_t *p, int n) noexc
     if srtp_protect_rtcp_fn(u.srtp_out, p, &ln) != SRTP_OK:
         st.ucnt[<size_t>uid * LU_COUNT + LU_SRTP_FAIL] += 1
         return
-    r = lp_send(u.fd, p, ln, MSG_DONTWAIT)
+    r = lp_user_send(u, p, ln)
     lp_count_send(st, uid, r, ln, LU_TX_RTCP)
 
 
@@ -1059,8 +1120,56 @@ cdef void lp_drain_user(LpState *st, int32_t uid) noexcept nogil:
             break
 
 
+cdef void lp_drain_shared(LpState *st, int k) noexcept nogil:
+    """Read a shared socket dry: each datagram goes to the user whose
+    address it was sent to (IP_PKTINFO)."""
+    cdef int fd = st.shared_fds[k]
+    cdef int i, got, rounds = 0
+    cdef int32_t uid
+    cdef uint32_t dst
+    cdef int64_t now, rx_real
+    cdef cmsghdr *c
+    cdef timespec *ts
+    while rounds < LP_MAX_ROUNDS:
+        for i in range(LP_BATCH):
+            st.rmsgs[i].msg_hdr.msg_name = NULL
+            st.rmsgs[i].msg_hdr.msg_namelen = 0
+            st.rmsgs[i].msg_hdr.msg_control = st.cbuf + i * LP_CMSG
+            st.rmsgs[i].msg_hdr.msg_controllen = LP_CMSG
+            st.rmsgs[i].msg_hdr.msg_flags = 0
+        got = recvmmsg(fd, st.rmsgs, LP_BATCH, MSG_DONTWAIT, NULL)
+        if got <= 0:
+            break
+        now = lp_mono_ns()
+        for i in range(got):
+            rx_real = 0
+            dst = 0
+            c = CMSG_FIRSTHDR(&st.rmsgs[i].msg_hdr)
+            while c != NULL:
+                if c.cmsg_level == SOL_SOCKET and c.cmsg_type == SCM_TIMESTAMPNS:
+                    ts = <timespec *>CMSG_DATA(c)
+                    rx_real = <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+                elif c.cmsg_level == IPPROTO_IP and c.cmsg_type == IP_PKTINFO:
+                    dst = (<in_pktinfo *>CMSG_DATA(c)).ipi_addr.s_addr
+                c = CMSG_NXTHDR(&st.rmsgs[i].msg_hdr, c)
+            uid = idmap_get(&st.shared_map, (<uint64_t>k << 32) | dst)
+            if uid < 0 or st.rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC:
+                st.rx_unknown += 1
+                continue
+            if rx_real == 0:
+                rx_real = lp_real_ns()
+            lp_on_datagram(st, uid, st.rbuf + <size_t>i * SLOT_SIZE, st.rmsgs[i].msg_len, rx_real, now)
+        rounds += 1
+        if got < LP_BATCH:
+            break
+
+
 cdef void lp_poll(LpState *st) noexcept nogil:
     cdef int i, n
+    for i in range(st.n_shared):
+        lp_drain_shared(st, i)
+    if st.n_epoll == 0:
+        return
     n = epoll_wait(st.epfd, st.evs, LP_EPOLL_EVENTS, 0)
     if n <= 0:
         return
@@ -1188,6 +1297,7 @@ cdef class LoadPlane:
         st.evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
         if st.epfd < 0 or st.evfd < 0:
             raise OSError(errno, "epoll_create1/eventfd failed")
+        idmap_init(&st.shared_map, max_users)
         pthread_mutex_init(&st.mu, NULL)
         self._keys = [None] * max_users
 
@@ -1226,6 +1336,7 @@ cdef class LoadPlane:
         PyMem_Free(st.cbuf)
         PyMem_Free(st.sbuf)
         PyMem_Free(st.tbuf)
+        idmap_free(&st.shared_map)
         pthread_mutex_destroy(&st.mu)
         PyMem_Free(st)
         self.st = NULL
@@ -1269,17 +1380,43 @@ cdef class LoadPlane:
 
     # ---------------------------------------------------------------- users and senders
 
-    def add_user(self, int fd, uint32_t rtcp_ssrc):
-        """A user with its own bound, non-blocking UDP socket (SO_TIMESTAMPNS
-        on, for kernel receive times). The caller keeps the socket open."""
+    def add_shared_socket(self, int fd):
+        """A wildcard-bound, non-blocking UDP socket with SO_TIMESTAMPNS and
+        IP_PKTINFO on, to carry many users (``add_user(fd, ssrc, src_ip)``).
+        Polled every loop, never through epoll. Returns its index."""
+        cdef LpState *st = self.st
+        if st.n_shared >= LP_MAX_SHARED:
+            raise LoadPlaneError(f"at most {LP_MAX_SHARED} shared sockets")
+        self._lock()
+        st.shared_fds[st.n_shared] = fd
+        st.n_shared += 1
+        self._unlock()
+        return st.n_shared - 1
+
+    def add_user(self, int fd, uint32_t rtcp_ssrc, str src_ip=None):
+        """A user: with its own bound, non-blocking UDP socket (SO_TIMESTAMPNS
+        on, for kernel receive times; connected to the SFU before media
+        flows), or with ``src_ip`` as its address on the shared socket ``fd``
+        (then ``set_user_peer`` names the SFU). The caller keeps sockets open."""
         cdef LpState *st = self.st
         cdef epoll_event ev
-        cdef int uid
+        cdef int uid, k, shared = -1
+        cdef uint32_t ip = 0
         cdef LpUser *u
         if st.n_users >= st.max_users:
             raise LoadPlaneError(f"user limit {st.max_users} reached")
         if rtcp_ssrc == 0:
             raise LoadPlaneError("rtcp_ssrc must be non-zero")
+        if src_ip is not None:
+            for k in range(st.n_shared):
+                if st.shared_fds[k] == fd:
+                    shared = k
+            if shared < 0:
+                raise LoadPlaneError(f"fd {fd} is not a shared socket (add_shared_socket first)")
+            if inet_pton(AF_INET, src_ip.encode(), &ip) != 1:
+                raise LoadPlaneError(f"not an IPv4 address: {src_ip!r}")
+            if idmap_get(&st.shared_map, (<uint64_t>shared << 32) | ip) >= 0:
+                raise LoadPlaneError(f"{src_ip} already has a user on shared socket {shared}")
         self._lock()
         try:
             uid = st.n_users
@@ -1290,16 +1427,40 @@ cdef class LoadPlane:
             u.first_sender = -1
             u.next_rtcp = lp_mono_ns() + <int64_t>(lp_rand(st) % <uint64_t>st.rtcp_interval_ns)
             u.next_twcc = u.next_rtcp
-            ev.events = EPOLLIN
-            ev.data.u64 = 0
-            ev.data.u32 = <uint32_t>uid
-            if epoll_ctl(st.epfd, EPOLL_CTL_ADD, fd, &ev) != 0:
-                raise OSError(errno, f"epoll_ctl failed for fd {fd}")
+            if shared >= 0:
+                u.shared = 1
+                u.src_ip = ip
+                if idmap_put(&st.shared_map, (<uint64_t>shared << 32) | ip, uid) != 0:
+                    raise LoadPlaneError("shared address table full")
+            else:
+                ev.events = EPOLLIN
+                ev.data.u64 = 0
+                ev.data.u32 = <uint32_t>uid
+                if epoll_ctl(st.epfd, EPOLL_CTL_ADD, fd, &ev) != 0:
+                    raise OSError(errno, f"epoll_ctl failed for fd {fd}")
+                st.n_epoll += 1
             st.n_users += 1
             lp_heap_push(st.uheap, &st.uheap_n, u.next_rtcp, uid)
         finally:
             self._unlock()
         return uid
+
+    def set_user_peer(self, int uid, str host, int port):
+        """The SFU's address for a user on a shared socket (its own socket is
+        connected instead)."""
+        cdef LpUser *u = self._user(uid)
+        cdef sockaddr_in a
+        memset(&a, 0, sizeof(sockaddr_in))
+        if not u.shared:
+            raise LoadPlaneError(f"user {uid} has its own socket: connect it instead")
+        if inet_pton(AF_INET, host.encode(), &a.sin_addr) != 1 or not (0 < port < 65536):
+            raise LoadPlaneError(f"not an IPv4 address and port: {host!r}, {port}")
+        a.sin_family = AF_INET
+        a.sin_port = htons(<uint16_t>port)
+        self._lock()
+        u.peer = a
+        u.has_peer = 1
+        self._unlock()
 
     def set_user_keys(self, int uid, SrtpContext inbound, SrtpContext outbound):
         """Install the user's SRTP contexts (DTLS-SRTP: ``outbound`` protects
@@ -1638,7 +1799,7 @@ cdef class LoadPlane:
             pthread_mutex_unlock(&st.mu)
         return {"loops": copy.loops, "bursts": copy.bursts, "late_1ms": copy.late_1ms,
                 "late_5ms": copy.late_5ms, "late_max_s": copy.late_max_ns * 1e-9,
-                "polls_ready": copy.polls_ready, "event_drops": copy.ev_dropped,
+                "polls_ready": copy.polls_ready, "rx_unknown": copy.rx_unknown, "event_drops": copy.ev_dropped,
                 "loop_max_s": copy.loop_max_ns * 1e-9, "loops_over_1ms": copy.loops_over_1ms,
                 "delay_max_at": copy.delay_max_at * 1e-9, "realtime": bool(copy.rt_ok)}
 

@@ -137,6 +137,10 @@ class RunOptions:
     ping_interval: float = 1.0
     rtcp_interval: float = 1.0
     audio_payload: int = 160
+    shared_sockets: int = 8
+    """Wildcard sockets that carry all simulated users, each with its own 127.x.y.z address
+    (0: one socket per user, registered with epoll, whose wake-up callbacks then run inside
+    the SFU's sendmmsg on loopback)."""
     perf: bool = False
     """Record ``perf record -e cpu-clock -g`` of the SFU during the window (inflates its CPU)."""
     pyspy: bool = False
@@ -364,7 +368,8 @@ class CallsBench:
                "--join-window", str(o.effective_join_window()), "--settle-timeout", str(o.settle_timeout),
                "--warmup", str(o.warmup), "--rt-priority", str(o.rt_priority),
                "--ping-interval", str(o.ping_interval), "--rtcp-interval", str(o.rtcp_interval),
-               "--audio-payload", str(o.audio_payload), "--controlled"]
+               "--audio-payload", str(o.audio_payload), "--shared-sockets", str(o.shared_sockets),
+               "--controlled"]
         if o.simulcast:
             cmd.append("--simulcast")
         if o.dc_signaling:
@@ -1060,6 +1065,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunOptions, argparse.Name
     ap.add_argument("--out", default=None, help="results folder for --table (default bench/results/<time>)")
     ap.add_argument("--json", action="store_true", help="make the last output line one JSON object")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--shared-sockets", type=int, default=8,
+                    help="sockets carrying all simulated users (0 = one socket per user, with epoll)")
     a = ap.parse_args(argv)
     opts = RunOptions(
         calls=a.calls, users=a.users, unmuted=min(a.unmuted, a.users), screen=min(a.screen, a.calls),
@@ -1067,7 +1074,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunOptions, argparse.Name
         warmup=a.warmup, sfu_cpu=a.sfu_cpu, load_cpu=a.load_cpu, rt_priority=a.rt_priority,
         socket_buffer=UNTUNED_BUFFER if a.untuned else RECOMMENDED_BUFFER, dc_signaling=a.dc_signaling,
         ping_interval=a.ping_interval, rtcp_interval=a.rtcp_interval, audio_payload=a.audio_payload,
-        perf=a.perf, pyspy=a.pyspy, pyspy_load=a.pyspy_load, keep_dir=a.keep,
+        shared_sockets=max(0, a.shared_sockets), perf=a.perf, pyspy=a.pyspy, pyspy_load=a.pyspy_load, keep_dir=a.keep,
         sfu_env=tuple((e.split("=", 1)[0], e.split("=", 1)[1]) for e in a.sfu_env if "=" in e))
     if opts.calls < 1 or opts.users < 1 or opts.duration <= 0:
         ap.error("--calls and --users must be >= 1 and --duration > 0")

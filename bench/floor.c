@@ -135,6 +135,10 @@ int main(int argc, char **argv) {
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize);
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsize, sizeof bufsize) < 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize);
+    /* DF on every datagram, as the native plane's sockets do (MediaConfig.dont_fragment):
+     * the floor must take the same kernel path (no per-destination IP ID hash). */
+    int pmtu = IP_PMTUDISC_PROBE;
+    setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
     struct sockaddr_in me = {.sin_family = AF_INET};
     inet_pton(AF_INET, "127.0.0.1", &me.sin_addr);
     if (bind(fd, (struct sockaddr *)&me, sizeof me) < 0) fail("bind");

@@ -45,7 +45,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadplane import USER_COUNTERS, LoadPlaneApi, new_load_plane  # noqa: E402
-from simclient import MediaProfile, SimClient, SimClientError, open_user_socket, percentile  # noqa: E402
+from simclient import (  # noqa: E402
+    MediaProfile,
+    SimClient,
+    SimClientError,
+    open_shared_socket,
+    open_user_socket,
+    percentile,
+    shared_user_ip,
+)
 from switchboard.engine.certificate import generate_certificate  # noqa: E402
 from switchboard.signaling.client import HostClient  # noqa: E402
 from switchboard.signaling.rtc import Message  # noqa: E402
@@ -93,6 +101,10 @@ class LoadConfig:
     """Random seed for join times and session ids (0: random)."""
     leave: bool = True
     """Leave every session at the end (the SFU then frees them)."""
+    shared_sockets: int = 8
+    """Wildcard sockets that carry all users, each user with its own 127.x.y.z address
+    (polled without epoll, so the SFU's sends do not run epoll wake-ups for 1000s of
+    sockets); 0: one socket per user, registered with epoll."""
     controlled: bool = False
     """Wait for a ``begin`` line on stdin before opening the window (the orchestrator samples
     the SFU first), and announce ``drained`` once in-flight packets are counted."""
@@ -219,6 +231,9 @@ class LoadRun:
         self.by_session: dict[str, _Participant] = {}
         self.plane: LoadPlaneApi | None = None
         self.sockets: list[Any] = []
+        """Each user's socket (shared sockets appear once per user)."""
+        self.user_ips: list[str | None] = []
+        self._owned_sockets: list[Any] = []
         self.link: _HostLink | None = None
         self.vad_events = 0
         self.closed_by_sfu: list[str] = []
@@ -281,7 +296,8 @@ class LoadRun:
         p.client = SimClient(
             plane=self.plane, sock=self.sockets[p.index], uid=p.index, session_id=p.session_id,
             user_id=p.user_id, call_id=p.call_id, certificate=self.certificate, profile=self.cfg.profile,
-            send_rtc=self._send_rtc_for(p), unmuted=p.unmuted, sharer=p.sharer, on_ready=self._on_ready)
+            send_rtc=self._send_rtc_for(p), unmuted=p.unmuted, sharer=p.sharer, on_ready=self._on_ready,
+            src_ip=self.user_ips[p.index])
         self.link.put("join", {"call_id": p.call_id, "user_id": p.user_id, "session_id": p.session_id,
                                "channel_id": p.call_id, "dc_signaling": self.cfg.profile.dc_signaling})
         p.client.start()
@@ -335,10 +351,22 @@ class LoadRun:
         self.plane = new_load_plane(n, max_senders, max_streams=min(1024, cfg.unmuted + 6),
                                     poll_us=cfg.poll_us, rtcp_interval=cfg.rtcp_interval,
                                     rt_priority=cfg.rt_priority)
-        for _ in range(n):
-            sock = open_user_socket()
+        shared = [open_shared_socket() for _ in range(min(cfg.shared_sockets, n))]
+        for sock in shared:
+            self.plane.add_shared_socket(sock.fileno())
+        self._owned_sockets = list(shared)
+        for i in range(n):
+            ssrc = int.from_bytes(os.urandom(4), "big") or 1
+            if shared:
+                sock = shared[i % len(shared)]
+                self.user_ips.append(shared_user_ip(i))
+                self.plane.add_user(sock.fileno(), ssrc, self.user_ips[-1])
+            else:
+                sock = open_user_socket()
+                self._owned_sockets.append(sock)
+                self.user_ips.append(None)
+                self.plane.add_user(sock.fileno(), ssrc)
             self.sockets.append(sock)
-            self.plane.add_user(sock.fileno(), int.from_bytes(os.urandom(4), "big") or 1)
         self.plane.start()
         loop.add_reader(self.plane.event_fd, self._on_plane_events)
         self.link = _HostLink(cfg.url, cfg.client_id or f"bench{secrets.token_hex(4)}",
@@ -533,7 +561,7 @@ class LoadRun:
             except (ValueError, OSError):
                 pass
             self.plane.stop()
-        for sock in self.sockets:
+        for sock in self._owned_sockets:
             sock.close()
 
 
@@ -555,6 +583,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[LoadConfig, argparse.Name
     ap.add_argument("--rtcp-interval", type=float, default=1.0)
     ap.add_argument("--dc-signaling", action="store_true")
     ap.add_argument("--poll-us", type=float, default=100.0)
+    ap.add_argument("--shared-sockets", type=int, default=8,
+                    help="wildcard sockets carrying all users (0: one socket per user, with epoll)")
     ap.add_argument("--rt-priority", type=int, default=0)
     ap.add_argument("--client-id", default="")
     ap.add_argument("--auth-key", default="")
@@ -570,7 +600,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[LoadConfig, argparse.Name
                      duration=a.duration, join_window=a.join_window, settle_timeout=a.settle_timeout,
                      warmup=a.warmup, profile=profile, client_id=a.client_id, auth_key=a.auth_key,
                      rt_priority=a.rt_priority, poll_us=a.poll_us, rtcp_interval=a.rtcp_interval, seed=a.seed,
-                     leave=not a.no_leave, controlled=a.controlled)
+                     leave=not a.no_leave, controlled=a.controlled, shared_sockets=a.shared_sockets)
     return cfg, a
 
 

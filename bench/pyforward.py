@@ -122,6 +122,8 @@ def open_udp(bufsize: int) -> tuple[socket.socket, int, int]:
             sock.setsockopt(socket.SOL_SOCKET, force, bufsize)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, plain, bufsize)
+    # DF like the native plane's sockets (MediaConfig.dont_fragment): the same kernel path
+    sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_MTU_DISCOVER", 10), getattr(socket, "IP_PMTUDISC_PROBE", 3))
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
     rcv = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2

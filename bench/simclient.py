@@ -161,6 +161,38 @@ def open_user_socket(host: str = "127.0.0.1", buffer_bytes: int = 1 << 20) -> so
     return sock
 
 
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+
+
+def open_shared_socket(buffer_bytes: int = 16 << 20) -> socket.socket:
+    """A wildcard-bound UDP socket that carries many users, each with its own
+    127.x.y.z address chosen per datagram (IP_PKTINFO), for LoadPlane.add_shared_socket.
+    Wildcard because it must receive what the SFU sends to any of those addresses."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for force, plain in ((_SO_RCVBUFFORCE, socket.SO_RCVBUF), (_SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, force, buffer_bytes)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, plain, buffer_bytes)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        sock.bind(("0.0.0.0", 0))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def shared_user_ip(index: int) -> str:
+    """The loopback source address of user ``index`` on shared sockets (127.2.0.1, ...)."""
+    n = index + 1
+    if n >= 1 << 24:
+        raise ValueError("too many users for 127.2.0.0/8 addresses")
+    return f"127.{2 + (n >> 16)}.{(n >> 8) & 255}.{n & 255}"
+
+
 def _ssrc() -> int:
     return int.from_bytes(os.urandom(4), "big") or 1
 
@@ -185,9 +217,15 @@ class SimClient:
         unmuted: bool,
         sharer: bool,
         on_ready: Callable[[SimClient], None] | None = None,
+        src_ip: str | None = None,
     ) -> None:
         self.plane = plane
         self.sock = sock
+        self.src_ip = src_ip
+        """Our address on a shared socket (``open_shared_socket``); None: ``sock`` is ours alone."""
+        self._pktinfo = (
+            [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("=i4s4s", 0, socket.inet_aton(src_ip), bytes(4)))]
+            if src_ip else [])
         self.uid = uid
         self.session_id = session_id
         self.user_id = user_id
@@ -458,7 +496,10 @@ class SimClient:
             self._ice_timer.cancel()
             self._ice_timer = None
         assert self.server_addr is not None
-        self.sock.connect(self.server_addr)
+        if self.src_ip:
+            self.plane.set_user_peer(self.uid, *self.server_addr)
+        else:
+            self.sock.connect(self.server_addr)
         assert self.dtls is not None
         self.dtls.start(time.monotonic())
         self._pump()
@@ -469,11 +510,17 @@ class SimClient:
         assert self.server_addr is not None
         self.control_sent += 1
         try:
-            self.sock.sendto(data, self.server_addr)
+            if self._pktinfo:
+                self.sock.sendmsg([data], self._pktinfo, 0, self.server_addr)
+            else:
+                self.sock.sendto(data, self.server_addr)
         except OSError as exc:
             log.debug("user %d: send failed: %s", self.uid, exc)
 
     def _send(self, data: bytes) -> None:
+        if self._pktinfo:
+            self._sendto(data)
+            return
         self.control_sent += 1
         try:
             self.sock.send(data)
@@ -739,6 +786,8 @@ __all__ = [
     "SignalingFailed",
     "SimClient",
     "SimClientError",
+    "open_shared_socket",
     "open_user_socket",
+    "shared_user_ip",
     "percentile",
 ]

@@ -34,7 +34,8 @@ sys.path.insert(0, str(BENCH))
 
 from loadplane import USER_COUNTERS, build_twcc_feedback, new_load_plane  # noqa: E402
 from pngchart import Panel, bar_chart, encode_png  # noqa: E402
-from switchboard._native.core import SrtpContext, parse_rtcp  # noqa: E402
+from simclient import open_shared_socket, shared_user_ip  # noqa: E402
+from switchboard._native.core import LoadPlaneError, SrtpContext, parse_rtcp  # noqa: E402
 from sysmon import delta, histogram_quantile, metric, parse_metrics  # noqa: E402
 
 REQUIRED = ("us_per_pkt", "cpu_pct", "rss_mb", "in_mbps", "out_mbps", "out_pps", "loss", "delay_p99_ms",
@@ -131,6 +132,58 @@ def test_load_plane_pair_counts_stamps_in_window_and_exchanges_rtcp() -> None:
     assert senders[audio]["rr_cum_lost"] == 0
     a.close()
     b.close()
+
+
+def test_load_plane_shared_socket_users_talk_through_their_own_addresses() -> None:
+    """Two users on one wildcard socket, 127.2.0.1 and 127.2.0.2, each the
+    other's peer: every datagram leaves from its user's address (IP_PKTINFO)
+    and is handed to the user it was sent to; nothing lands elsewhere."""
+    shared = open_shared_socket(1 << 20)
+    port = shared.getsockname()[1]
+    ka, kb = os.urandom(28), os.urandom(28)
+    plane = new_load_plane(4, 2, rtcp_interval=0.2)
+    k = plane.add_shared_socket(shared.fileno())
+    assert k == 0
+    ua = plane.add_user(shared.fileno(), 111, shared_user_ip(0))
+    ub = plane.add_user(shared.fileno(), 222, shared_user_ip(1))
+    assert (shared_user_ip(0), shared_user_ip(1)) == ("127.2.0.1", "127.2.0.2")
+    plane.set_user_peer(ua, shared_user_ip(1), port)
+    plane.set_user_peer(ub, shared_user_ip(0), port)
+    plane.set_user_keys(ua, SrtpContext(GCM, kb, False), SrtpContext(GCM, ka, True))
+    plane.set_user_keys(ub, SrtpContext(GCM, ka, False), SrtpContext(GCM, kb, True))
+    audio = plane.add_sender(ua, 0x1234, 0, 111, 48000, 0.02, 1, 160)
+    plane.set_sender_active(audio, True)
+    outsider = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    plane.start()
+    try:
+        time.sleep(0.3)
+        plane.window_begin()
+        time.sleep(1.0)
+        plane.window_end()
+        time.sleep(0.1)
+        outsider.sendto(b"\x00\x01\x00\x00" + bytes(16), (shared_user_ip(1), port))   # STUN-looking, to B
+        outsider.sendto(b"\x00\x01\x00\x00" + bytes(16), ("127.2.0.99", port))        # to nobody
+        time.sleep(0.05)
+        events = plane.poll_events()
+        stats = plane.stats()
+    finally:
+        plane.stop()
+    assert events == [(ub, 1, b"\x00\x01\x00\x00" + bytes(16))]
+    assert stats["rx_unknown"] == 1
+    senders = {s["sender"]: s for s in plane.senders()}
+    streams = {s["user"]: s for s in plane.streams()}
+    assert 45 <= senders[audio]["window"] <= 55
+    assert streams[ub]["sender"] == audio and streams[ub]["window"] == senders[audio]["window"]
+    counters_b = dict(zip(USER_COUNTERS, plane.user_counters[ub].tolist()))
+    counters_a = dict(zip(USER_COUNTERS, plane.user_counters[ua].tolist()))
+    assert counters_b["srtp_fail"] == 0 and counters_b["sr_rx"] > 0
+    assert counters_a["sr_rx"] == 0 and counters_a["rr_rx"] > 0
+    with pytest.raises(LoadPlaneError, match="not a shared socket"):
+        plane.add_user(outsider.fileno(), 333, "127.2.0.3")
+    with pytest.raises(LoadPlaneError, match="already has a user"):
+        plane.add_user(shared.fileno(), 444, shared_user_ip(0))
+    outsider.close()
+    shared.close()
 
 
 def test_load_plane_nacks_a_dropped_video_packet_and_the_sender_retransmits_it() -> None:

@@ -410,6 +410,19 @@ async def test_ipv6_socket() -> None:
         await plane.stop()
 
 
+async def test_media_sockets_send_with_dont_fragment() -> None:
+    """IPv4 media sockets set IP_PMTUDISC_PROBE (DF on every datagram) unless
+    MediaConfig.dont_fragment is off (then Linux's default, IP_PMTUDISC_WANT)."""
+    ip_mtu_discover, pmtudisc_want, pmtudisc_probe = 10, 1, 3
+    for dont_fragment, expected in ((True, pmtudisc_probe), (False, pmtudisc_want)):
+        p = MediaPlane(MediaConfig(addresses=("127.0.0.1",), port=0, dont_fragment=dont_fragment))
+        await p.start()
+        try:
+            assert p.sockets[0].getsockopt(socket.IPPROTO_IP, ip_mtu_discover) == expected
+        finally:
+            await p.stop()
+
+
 async def test_socket_buffers_reported(plane: MediaPlane) -> None:
     info = plane.socket_info[0]
     assert info.rcvbuf > 0 and info.sndbuf > 0
