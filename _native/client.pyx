@@ -1084,48 +1084,12 @@ cdef void lp_on_datagram(LpState *st, int32_t uid, uint8_t *p, int n, int64_t rx
             lp_on_rtp(st, uid, p, n, rx_real, now)
 
 
-cdef void lp_drain_user(LpState *st, int32_t uid) noexcept nogil:
-    cdef int fd = st.users[uid].fd
-    cdef int i, got, rounds = 0
-    cdef int64_t now, rx_real
-    cdef cmsghdr *c
-    cdef timespec *ts
-    while rounds < LP_MAX_ROUNDS:
-        for i in range(LP_BATCH):
-            st.rmsgs[i].msg_hdr.msg_name = NULL
-            st.rmsgs[i].msg_hdr.msg_namelen = 0
-            st.rmsgs[i].msg_hdr.msg_control = st.cbuf + i * LP_CMSG
-            st.rmsgs[i].msg_hdr.msg_controllen = LP_CMSG
-            st.rmsgs[i].msg_hdr.msg_flags = 0
-        got = recvmmsg(fd, st.rmsgs, LP_BATCH, MSG_DONTWAIT, NULL)
-        if got <= 0:
-            break
-        now = lp_mono_ns()
-        for i in range(got):
-            rx_real = 0
-            c = CMSG_FIRSTHDR(&st.rmsgs[i].msg_hdr)
-            while c != NULL:
-                if c.cmsg_level == SOL_SOCKET and c.cmsg_type == SCM_TIMESTAMPNS:
-                    ts = <timespec *>CMSG_DATA(c)
-                    rx_real = <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
-                    break
-                c = CMSG_NXTHDR(&st.rmsgs[i].msg_hdr, c)
-            if rx_real == 0:
-                rx_real = lp_real_ns()
-            if st.rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC:
-                continue
-            lp_on_datagram(st, uid, st.rbuf + <size_t>i * SLOT_SIZE, st.rmsgs[i].msg_len, rx_real, now)
-        rounds += 1
-        if got < LP_BATCH:
-            break
-
-
-cdef void lp_drain_shared(LpState *st, int k) noexcept nogil:
-    """Read a shared socket dry: each datagram goes to the user whose
+cdef void lp_drain(LpState *st, int fd, int32_t uid, int shared) noexcept nogil:
+    """Read a socket dry: the user's own (``uid``), or shared socket number
+    ``shared`` (``uid`` -1), where each datagram goes to the user whose
     address it was sent to (IP_PKTINFO)."""
-    cdef int fd = st.shared_fds[k]
     cdef int i, got, rounds = 0
-    cdef int32_t uid
+    cdef int32_t to
     cdef uint32_t dst
     cdef int64_t now, rx_real
     cdef cmsghdr *c
@@ -1152,13 +1116,15 @@ cdef void lp_drain_shared(LpState *st, int k) noexcept nogil:
                 elif c.cmsg_level == IPPROTO_IP and c.cmsg_type == IP_PKTINFO:
                     dst = (<in_pktinfo *>CMSG_DATA(c)).ipi_addr.s_addr
                 c = CMSG_NXTHDR(&st.rmsgs[i].msg_hdr, c)
-            uid = idmap_get(&st.shared_map, (<uint64_t>k << 32) | dst)
-            if uid < 0 or st.rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC:
+            to = uid if shared < 0 else idmap_get(&st.shared_map, (<uint64_t>shared << 32) | dst)
+            if st.rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC:
+                continue
+            if to < 0:
                 st.rx_unknown += 1
                 continue
             if rx_real == 0:
                 rx_real = lp_real_ns()
-            lp_on_datagram(st, uid, st.rbuf + <size_t>i * SLOT_SIZE, st.rmsgs[i].msg_len, rx_real, now)
+            lp_on_datagram(st, to, st.rbuf + <size_t>i * SLOT_SIZE, st.rmsgs[i].msg_len, rx_real, now)
         rounds += 1
         if got < LP_BATCH:
             break
@@ -1167,7 +1133,7 @@ cdef void lp_drain_shared(LpState *st, int k) noexcept nogil:
 cdef void lp_poll(LpState *st) noexcept nogil:
     cdef int i, n
     for i in range(st.n_shared):
-        lp_drain_shared(st, i)
+        lp_drain(st, st.shared_fds[i], -1, i)
     if st.n_epoll == 0:
         return
     n = epoll_wait(st.epfd, st.evs, LP_EPOLL_EVENTS, 0)
@@ -1175,7 +1141,7 @@ cdef void lp_poll(LpState *st) noexcept nogil:
         return
     st.polls_ready += n
     for i in range(n):
-        lp_drain_user(st, <int32_t>st.evs[i].data.u32)
+        lp_drain(st, st.users[st.evs[i].data.u32].fd, <int32_t>st.evs[i].data.u32, -1)
 
 
 cdef void *lp_thread_main(void *arg) noexcept nogil:

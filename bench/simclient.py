@@ -143,8 +143,9 @@ class JoinTimes:
     failed: str | None = None
 
 
-def open_user_socket(host: str = "127.0.0.1", buffer_bytes: int = 1 << 20) -> socket.socket:
-    """A non-blocking UDP socket with kernel receive timestamps, as the LoadPlane wants it."""
+def _udp_socket(buffer_bytes: int) -> socket.socket:
+    """A UDP socket with ``buffer_bytes`` of buffers (SO_*BUFFORCE when permitted) and kernel
+    receive timestamps, as the LoadPlane wants it; the caller binds it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         for force, plain in ((_SO_RCVBUFFORCE, socket.SO_RCVBUF), (_SO_SNDBUFFORCE, socket.SO_SNDBUF)):
@@ -153,8 +154,18 @@ def open_user_socket(host: str = "127.0.0.1", buffer_bytes: int = 1 << 20) -> so
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, plain, buffer_bytes)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        sock.bind((host, 0))
         sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def open_user_socket(host: str = "127.0.0.1", buffer_bytes: int = 1 << 20) -> socket.socket:
+    """A non-blocking UDP socket of one user (LoadPlane.add_user without src_ip)."""
+    sock = _udp_socket(buffer_bytes)
+    try:
+        sock.bind((host, 0))
     except BaseException:
         sock.close()
         raise
@@ -168,17 +179,10 @@ def open_shared_socket(buffer_bytes: int = 16 << 20) -> socket.socket:
     """A wildcard-bound UDP socket that carries many users, each with its own
     127.x.y.z address chosen per datagram (IP_PKTINFO), for LoadPlane.add_shared_socket.
     Wildcard because it must receive what the SFU sends to any of those addresses."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = _udp_socket(buffer_bytes)
     try:
-        for force, plain in ((_SO_RCVBUFFORCE, socket.SO_RCVBUF), (_SO_SNDBUFFORCE, socket.SO_SNDBUF)):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, force, buffer_bytes)
-            except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, plain, buffer_bytes)
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         sock.bind(("0.0.0.0", 0))
-        sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
